@@ -1,0 +1,24 @@
+# Two commands do all the set-up (see README.md):
+#   make train   install tinyconv in .venv, find Fashion-MNIST, train the default model
+#   make test    install the test dependencies (PyTorch CPU included) and run every test
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: train test
+
+$(BIN)/tinyconv: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[images]"
+	touch $@
+
+$(VENV)/.test-deps: $(BIN)/tinyconv
+	$(BIN)/python -m pip install -q -e ".[test]" torch==2.13.0
+	touch $@
+
+train: $(BIN)/tinyconv
+	$(BIN)/tinyconv train --out runs/default
+
+test: $(VENV)/.test-deps
+	$(BIN)/python -m pytest

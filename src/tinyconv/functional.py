@@ -1,0 +1,596 @@
+"""The fast path: stateless forward and backward functions over whole batches.
+
+Every layer of tinyconv is a thin object over the functions here. Each
+``*_forward`` returns ``(out, cache)`` and each ``*_backward`` takes the
+gradient of the loss with respect to ``out`` (the tutorial's sensitivity map
+δ, when the layer's input is a net input) together with that cache, and
+returns the gradients with respect to the inputs and parameters. Nothing here
+keeps state between calls, and no function writes into its arguments.
+
+The same mathematics is written out literally, one sample and one number at a
+time, in :mod:`tinyconv.reference`; the test suite proves the two equal.
+
+Shape letters used in this module:
+
+====  ==========================================================
+N     batch size
+C     input channels (the tutorial's depth D)
+F     output channels: the number of filters
+H, W  input height and width (W1, H1 in the tutorial)
+KH    kernel height, KW kernel width (the tutorial's F x F)
+OH    output height, OW output width (H2, W2; eq. 4.2 and 4.3)
+HP    padded input height H + 2·PH, WP padded width W + 2·PW
+K     C·KH·KW, the length of one receptive field
+====  ==========================================================
+
+Arrays are NCHW: (batch, channels, height, width). A function computes in
+the floating dtype of its input; parameters are cast to it, never the other
+way round, so float32 stays float32 and float64 stays float64.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = [
+    "conv_output_size",
+    "conv2d_forward",
+    "conv2d_backward",
+    "max_pool2d_forward",
+    "max_pool2d_backward",
+    "avg_pool2d_forward",
+    "avg_pool2d_backward",
+    "linear_forward",
+    "linear_backward",
+    "relu_forward",
+    "relu_backward",
+    "sigmoid_forward",
+    "sigmoid_backward",
+    "tanh_forward",
+    "tanh_backward",
+    "cross_entropy_forward",
+    "cross_entropy_backward",
+    "mse_forward",
+    "mse_backward",
+]
+
+
+# ----------------------------------------------------------------------------
+# Checking what comes in
+# ----------------------------------------------------------------------------
+
+def as_float_array(value, name: str) -> np.ndarray:
+    """Return ``value`` as a floating NumPy array, or raise a clear error.
+
+    Floating arrays keep their dtype. Integer and boolean arrays (the
+    tutorial's examples are written with integers) become float64, as NumPy's
+    own ``mean`` does, so nothing is rounded. Anything else is refused.
+    """
+    try:
+        array = np.asarray(value)
+    except (ValueError, TypeError) as error:
+        raise TypeError(f"{name} must be a numeric array, got {type(value).__name__} "
+                        f"that NumPy cannot read as one ({error})") from None
+    if array.dtype.kind == "f":
+        return array
+    if array.dtype.kind in "biu":
+        return array.astype(np.float64)
+    raise TypeError(f"{name} must be a real numeric array, got dtype {array.dtype}")
+
+
+def check_ndim(array: np.ndarray, ndim: int, layout: str, name: str) -> None:
+    """Raise ``ValueError`` unless ``array`` has ``ndim`` dimensions."""
+    if array.ndim != ndim:
+        raise ValueError(f"{name} must have {ndim} dimensions {layout}, "
+                         f"got {array.ndim} dimensions with shape {array.shape}")
+
+
+def check_grad(grad_out, shape: tuple[int, ...], dtype, name: str) -> np.ndarray:
+    """Return ``grad_out`` as an array of ``dtype``, checking it has ``shape``.
+
+    Backward functions take the gradient of whatever came after them; a wrong
+    shape there would otherwise surface as a broadcast error deep in NumPy.
+    """
+    grad_out = as_float_array(grad_out, f"{name} grad_output")
+    if grad_out.shape != tuple(shape):
+        raise ValueError(f"{name} grad_output must have the output's shape {tuple(shape)}, "
+                         f"got {grad_out.shape}")
+    return grad_out.astype(dtype, copy=False)
+
+
+def pair(value, name: str, minimum: int) -> tuple[int, int]:
+    """Return ``value`` (an int or an (h, w) pair) as two ints >= ``minimum``.
+
+    This is how ``kernel_size``, ``stride`` and ``padding`` are read, as in
+    PyTorch: ``3`` means ``(3, 3)``.
+    """
+    values = (value, value) if isinstance(value, (int, np.integer)) else value
+    try:
+        values = tuple(values)
+    except TypeError:
+        raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}") from None
+    if len(values) != 2 or not all(isinstance(v, (int, np.integer))
+                                   and not isinstance(v, bool) for v in values):
+        raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
+    if min(values) < minimum:
+        bound = "positive" if minimum == 1 else "non-negative"
+        raise ValueError(f"{name} must be {bound}, got {value!r}")
+    return int(values[0]), int(values[1])
+
+
+def conv_output_size(size: int, kernel_size: int, stride: int, padding: int) -> int:
+    """Output width (or height) of a convolution or pooling: eq. 4.2 and 4.3.
+
+    ``W2 = (W1 - F + 2P) / S + 1``. When ``W1 - F + 2P`` is not a multiple of
+    ``S`` the division floors: the last columns that no window reaches are
+    dropped, as in every major framework. Example from the tutorial:
+    ``conv_output_size(5, 3, 2, 0) == 2``.
+    """
+    return (size - kernel_size + 2 * padding) // stride + 1
+
+
+def _window_geometry(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int],
+                     padding: tuple[int, int], name: str) -> tuple[int, int]:
+    """Check that a kernel fits the padded input; return (OH, OW)."""
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    h, w = x.shape[2:]
+    if kh > h + 2 * ph or kw > w + 2 * pw:
+        raise ValueError(f"{name}: kernel {kh}x{kw} is larger than the padded input "
+                         f"{h + 2 * ph}x{w + 2 * pw} (input {h}x{w}, padding {ph}, {pw})")
+    return conv_output_size(h, kh, sh, ph), conv_output_size(w, kw, sw, pw)
+
+
+def _pad(x: np.ndarray, padding: tuple[int, int], value: float = 0.0) -> np.ndarray:
+    """Surround the last two axes with ``padding`` rings of ``value``."""
+    ph, pw = padding
+    if ph == 0 and pw == 0:
+        return x
+    out = np.full(x.shape[:2] + (x.shape[2] + 2 * ph, x.shape[3] + 2 * pw), value, x.dtype)
+    out[:, :, ph:ph + x.shape[2], pw:pw + x.shape[3]] = x
+    return out
+
+
+def _window(i: int, j: int, out_hw: tuple[int, int], stride: tuple[int, int]):
+    """Index of the input pixels that kernel offset (i, j) touches.
+
+    Output position (r, c) reads padded input row ``r·S + i`` and column
+    ``c·S + j`` (eq. 4.4 with stride S), so for one offset the rows form the
+    strided slice ``i, i + S, ..., i + (OH-1)·S``.
+    """
+    (oh, ow), (sh, sw) = out_hw, stride
+    return (slice(None), slice(None),
+            slice(i, i + sh * (oh - 1) + 1, sh), slice(j, j + sw * (ow - 1) + 1, sw))
+
+
+# ----------------------------------------------------------------------------
+# Convolution (eq. 4.4 forward; 5.1-5.3 and the weight/bias gradients backward)
+# ----------------------------------------------------------------------------
+
+def _im2col(xp: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int],
+            out_hw: tuple[int, int]) -> np.ndarray:
+    """Gather every receptive field of the padded input ``xp`` as a column.
+
+    xp: (N, C, HP, WP). Returns cols: (K, N·OH·OW) laid out as
+    (C, KH, KW, N, OH, OW). Column ``(n, r, c)`` holds the input values that
+    output pixel (r, c) of sample n multiplies with the filter's weights.
+
+    The loop runs over the KH·KW kernel offsets only; each step copies one
+    strided view of the whole batch. Putting the batch *inside* the columns
+    (rather than first) is what makes the weight gradient and the sensitivity
+    map single matrix products with no copy of ``cols`` (see
+    :func:`conv2d_backward`).
+    """
+    n, c = xp.shape[:2]
+    (kh, kw), (oh, ow) = kernel, out_hw
+    cols = np.empty((c, kh, kw, n, oh, ow), dtype=xp.dtype)
+    xc = xp.transpose(1, 0, 2, 3)  # a view: (C, N, HP, WP)
+    for i in range(kh):
+        for j in range(kw):
+            cols[:, i, j] = xc[_window(i, j, out_hw, stride)]
+    return cols.reshape(c * kh * kw, n * oh * ow)
+
+
+def _col2im(dcols: np.ndarray, padded_shape: tuple[int, ...], kernel: tuple[int, int],
+            stride: tuple[int, int], out_hw: tuple[int, int]) -> np.ndarray:
+    """The adjoint of :func:`_im2col`: add every column back where it came from.
+
+    dcols: (K, N·OH·OW). Returns (N, C, HP, WP). Where windows overlap
+    (stride < kernel) an input pixel feeds several outputs and receives the sum
+    of their contributions: this sum is the tutorial's eq. 5.3 over positions.
+    """
+    n, c, hp, wp = padded_shape
+    (kh, kw), (oh, ow) = kernel, out_hw
+    dcols = dcols.reshape(c, kh, kw, n, oh, ow)
+    # Accumulate in (C, N, HP, WP) so that each source block is contiguous,
+    # then hand back a transposed view: NCHW for the caller.
+    dxc = np.zeros((c, n, hp, wp), dtype=dcols.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            dxc[_window(i, j, out_hw, stride)] += dcols[:, i, j]
+    return dxc.transpose(1, 0, 2, 3)
+
+
+def conv2d_forward(x, weight, bias=None, stride=1, padding=0):
+    """A convolutional layer's net input for a batch: eq. 4.4, vectorised.
+
+    ``out[n, f, r, c] = Σ_d Σ_m Σ_n' weight[f, d, m, n'] ·
+    xpad[n, d, r·S + m, c·S + n'] + bias[f]``: cross-correlation, as the
+    tutorial explains and every framework computes (the filter is not
+    rotated). The activation is a separate layer.
+
+    Args:
+        x: input (N, C, H, W).
+        weight: filters (F, C, KH, KW).
+        bias: (F,) or None.
+        stride: int or (SH, SW).
+        padding: int or (PH, PW): rings of zeros around the input.
+
+    Returns:
+        out: (N, F, OH, OW) with OH, OW from eq. 4.2/4.3, in x's dtype.
+        cache: what :func:`conv2d_backward` needs.
+    """
+    x = as_float_array(x, "conv2d input")
+    check_ndim(x, 4, "(N, C, H, W)", "conv2d input")
+    weight = as_float_array(weight, "conv2d weight")
+    check_ndim(weight, 4, "(F, C, KH, KW)", "conv2d weight")
+    f, c, kh, kw = weight.shape
+    if x.shape[1] != c:
+        raise ValueError(f"conv2d expected input with {c} channels (N, {c}, H, W), "
+                         f"got shape {x.shape}")
+    if bias is not None:
+        bias = as_float_array(bias, "conv2d bias")
+        if bias.shape != (f,):
+            raise ValueError(f"conv2d bias must have shape ({f},), got {bias.shape}")
+    stride = pair(stride, "stride", 1)
+    padding = pair(padding, "padding", 0)
+    out_hw = _window_geometry(x, (kh, kw), stride, padding, "conv2d")
+    n = x.shape[0]
+    oh, ow = out_hw
+
+    w2 = weight.reshape(f, c * kh * kw).astype(x.dtype, copy=False)
+    xp = _pad(x, padding)
+    cols = _im2col(xp, (kh, kw), stride, out_hw)           # (K, N·OH·OW)
+    out = w2 @ cols                                        # (F, N·OH·OW): one GEMM
+    if bias is not None:
+        out += bias.astype(x.dtype, copy=False)[:, None]
+    out = out.reshape(f, n, oh, ow).transpose(1, 0, 2, 3)  # to NCHW
+    cache = (xp.shape, cols, w2, (kh, kw), stride, padding, out_hw, bias is not None)
+    return np.ascontiguousarray(out), cache
+
+
+def conv2d_backward(grad_out, cache):
+    """Gradients of a convolutional layer.
+
+    Args:
+        grad_out: δ of this layer's output, (N, F, OH, OW).
+        cache: from :func:`conv2d_forward`.
+
+    Returns:
+        (grad_x, grad_weight, grad_bias):
+
+        - grad_x (N, C, H, W): the sensitivity map passed back, eq. 5.1-5.3
+          before the previous layer's f'. The tutorial computes it as a full
+          convolution of the stride-expanded δ with the 180°-rotated filters;
+          here the same sum is formed as Wᵀ·δ for every receptive field and
+          the fields are added back onto the input (``_col2im``). Padding
+          rings are cropped away at the end.
+        - grad_weight (F, C, KH, KW): ∂E/∂w_{d,m,n} = Σ δ_{r,c} ·
+          a_{d, r·S+m, c·S+n}, summed over positions and samples (weight
+          sharing): one matrix product δ · colsᵀ.
+        - grad_bias (F,): the sum of each feature map's δ, or None.
+    """
+    padded_shape, cols, w2, kernel, stride, padding, out_hw, has_bias = cache
+    n, c, hp, wp = padded_shape
+    f = w2.shape[0]
+    grad_out = check_grad(grad_out, (n, f) + out_hw, cols.dtype, "conv2d")
+    # (F, N·OH·OW), the layout of the forward's product; a copy of δ only.
+    g = grad_out.transpose(1, 0, 2, 3).reshape(f, -1)
+
+    grad_weight = (g @ cols.T).reshape(f, c, *kernel)
+    # Σ over positions as a matrix-vector product: BLAS beats a strided sum.
+    grad_bias = g @ np.ones(g.shape[1], dtype=g.dtype) if has_bias else None
+    grad_xp = _col2im(w2.T @ g, padded_shape, kernel, stride, out_hw)
+    (ph, pw) = padding
+    grad_x = grad_xp[:, :, ph:hp - ph, pw:wp - pw]
+    return np.ascontiguousarray(grad_x), grad_weight, grad_bias
+
+
+# ----------------------------------------------------------------------------
+# Pooling (forward: max or mean of each window; backward: where δ goes)
+# ----------------------------------------------------------------------------
+
+def _pool_setup(x, kernel_size, stride, padding, name):
+    """Read and check the arguments shared by max and average pooling."""
+    x = as_float_array(x, f"{name} input")
+    check_ndim(x, 4, "(N, C, H, W)", f"{name} input")
+    kernel = pair(kernel_size, "kernel_size", 1)
+    stride = kernel if stride is None else pair(stride, "stride", 1)
+    padding = pair(padding, "padding", 0)
+    # PyTorch's rule: a window may not be more than half padding.
+    if padding[0] > kernel[0] // 2 or padding[1] > kernel[1] // 2:
+        raise ValueError(f"{name}: padding should be at most half the kernel size, "
+                         f"got padding {padding} for kernel_size {kernel}")
+    out_hw = _window_geometry(x, kernel, stride, padding, name)
+    return x, kernel, stride, padding, out_hw
+
+
+def max_pool2d_forward(x, kernel_size, stride=None, padding=0):
+    """Max pooling: every window of every channel gives its maximum.
+
+    Padding adds rings of -inf (PyTorch's meaning), so a padded position never
+    wins; the output size follows eq. 4.2.
+
+    Args:
+        x: (N, C, H, W).
+        kernel_size: int or (KH, KW). stride: int or pair, default kernel_size.
+        padding: int or pair, at most half the kernel.
+
+    Returns:
+        out: (N, C, OH, OW) and the cache for :func:`max_pool2d_backward`.
+    """
+    x, kernel, stride, padding, out_hw = _pool_setup(x, kernel_size, stride, padding,
+                                                     "max_pool2d")
+    xp = _pad(x, padding, value=-np.inf)
+    # One np.maximum per kernel offset over the whole batch; the probe in the
+    # performance issue measured this ~30x faster than reshape(...).max().
+    out = xp[_window(0, 0, out_hw, stride)].copy()
+    for i in range(kernel[0]):
+        for j in range(kernel[1]):
+            if i or j:
+                np.maximum(out, xp[_window(i, j, out_hw, stride)], out=out)
+    return out, (xp, out, kernel, stride, padding, out_hw)
+
+
+def max_pool2d_backward(grad_out, cache):
+    """Max pooling backward: δ goes to the window's maximum, zeros elsewhere.
+
+    When a window holds several equal maxima the first in row-major order
+    takes δ (the tutorial's code and the major frameworks agree); when windows
+    overlap, an input that is the maximum of several windows receives the sum.
+
+    Args:
+        grad_out: (N, C, OH, OW). cache: from :func:`max_pool2d_forward`.
+
+    Returns:
+        grad_x: (N, C, H, W).
+    """
+    xp, out, kernel, stride, padding, out_hw = cache
+    grad_out = check_grad(grad_out, out.shape, xp.dtype, "max_pool2d")
+    grad_xp = np.zeros_like(xp)
+    taken = np.zeros(out.shape, dtype=bool)  # windows whose maximum is found
+    for i in range(kernel[0]):
+        for j in range(kernel[1]):
+            window = _window(i, j, out_hw, stride)
+            first = (xp[window] == out) & ~taken
+            taken |= first
+            grad_xp[window] += np.where(first, grad_out, 0)
+    (ph, pw), (hp, wp) = padding, xp.shape[2:]
+    return np.ascontiguousarray(grad_xp[:, :, ph:hp - ph, pw:wp - pw])
+
+
+def avg_pool2d_forward(x, kernel_size, stride=None, padding=0):
+    """Mean pooling: every window gives its average.
+
+    Padding adds zeros, and they count in the average (PyTorch's default,
+    ``count_include_pad=True``): every window divides by KH·KW.
+
+    Args and returns as :func:`max_pool2d_forward`.
+    """
+    x, kernel, stride, padding, out_hw = _pool_setup(x, kernel_size, stride, padding,
+                                                     "avg_pool2d")
+    xp = _pad(x, padding)
+    out = xp[_window(0, 0, out_hw, stride)].copy()
+    for i in range(kernel[0]):
+        for j in range(kernel[1]):
+            if i or j:
+                out += xp[_window(i, j, out_hw, stride)]
+    out *= out.dtype.type(1.0 / (kernel[0] * kernel[1]))
+    return out, (x.shape, x.dtype, kernel, stride, padding, out_hw)
+
+
+def avg_pool2d_backward(grad_out, cache):
+    """Mean pooling backward: each of a window's KH·KW inputs gets δ/(KH·KW).
+
+    Where the windows tile the input (stride equals kernel, no padding) this
+    is the tutorial's Kronecker product δ ⊗ (1/n²)_{n×n}, done as a reshape
+    and a broadcast; elsewhere overlapping contributions are added per kernel
+    offset.
+
+    Args:
+        grad_out: (N, C, OH, OW). cache: from :func:`avg_pool2d_forward`.
+
+    Returns:
+        grad_x: (N, C, H, W).
+    """
+    x_shape, dtype, kernel, stride, padding, out_hw = cache
+    n, c, h, w = x_shape
+    grad_out = check_grad(grad_out, (n, c) + out_hw, dtype, "avg_pool2d")
+    (kh, kw), (oh, ow), (ph, pw) = kernel, out_hw, padding
+    share = grad_out * dtype.type(1.0 / (kh * kw))
+    if stride == kernel and padding == (0, 0):
+        grad_x = np.zeros(x_shape, dtype=dtype)
+        # Rows and columns past OH·KH, OW·KW fed no window and keep zero.
+        tiles = grad_x[:, :, :oh * kh, :ow * kw].reshape(n, c, oh, kh, ow, kw)
+        tiles[...] = share[:, :, :, None, :, None]
+        return grad_x
+    grad_xp = np.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=dtype)
+    for i in range(kh):
+        for j in range(kw):
+            grad_xp[_window(i, j, out_hw, stride)] += share
+    return np.ascontiguousarray(grad_xp[:, :, ph:ph + h, pw:pw + w])
+
+
+# ----------------------------------------------------------------------------
+# Fully connected layer: net = W·a + b
+# ----------------------------------------------------------------------------
+
+def linear_forward(x, weight, bias=None):
+    """Fully connected layer for a batch: ``out = x · Wᵀ + b``.
+
+    Args:
+        x: (N, in_features). weight: (out_features, in_features), PyTorch's
+        layout, so that row j holds the weights into neuron j. bias:
+        (out_features,) or None.
+
+    Returns:
+        out: (N, out_features) and the cache for :func:`linear_backward`.
+    """
+    x = as_float_array(x, "linear input")
+    check_ndim(x, 2, "(N, in_features)", "linear input")
+    weight = as_float_array(weight, "linear weight")
+    check_ndim(weight, 2, "(out_features, in_features)", "linear weight")
+    if x.shape[1] != weight.shape[1]:
+        raise ValueError(f"linear expected input with {weight.shape[1]} features "
+                         f"(N, {weight.shape[1]}), got shape {x.shape}")
+    w = weight.astype(x.dtype, copy=False)
+    out = x @ w.T
+    if bias is not None:
+        bias = as_float_array(bias, "linear bias")
+        if bias.shape != (weight.shape[0],):
+            raise ValueError(f"linear bias must have shape ({weight.shape[0]},), "
+                             f"got {bias.shape}")
+        out += bias.astype(x.dtype, copy=False)
+    return out, (x, w, bias is not None)
+
+
+def linear_backward(grad_out, cache):
+    """Fully connected layer backward.
+
+    With δ = grad_out (N, out_features): the previous layer's δ before its f'
+    is δ · W (Wᵀδ per sample), ∂E/∂W = δᵀ · x (δ aᵀ summed over the batch),
+    ∂E/∂b = Σ δ.
+
+    Returns:
+        (grad_x (N, in_features), grad_weight (out, in), grad_bias (out,) or None).
+    """
+    x, w, has_bias = cache
+    g = check_grad(grad_out, (x.shape[0], w.shape[0]), x.dtype, "linear")
+    grad_bias = g.sum(axis=0) if has_bias else None
+    return g @ w, g.T @ x, grad_bias
+
+
+# ----------------------------------------------------------------------------
+# Activations: a = f(net), and δ_net = δ_a ∘ f'(net)
+# ----------------------------------------------------------------------------
+
+def relu_forward(x):
+    """ReLU, f(x) = max(0, x). Returns (out, cache); any shape."""
+    x = as_float_array(x, "relu input")
+    out = np.maximum(x, 0)
+    return out, out
+
+
+def relu_backward(grad_out, cache):
+    """ReLU backward: f'(x) is 1 where x > 0 and 0 elsewhere (at 0 too)."""
+    out = cache
+    grad_out = check_grad(grad_out, out.shape, out.dtype, "relu")
+    return np.where(out > 0, grad_out, out.dtype.type(0))
+
+
+def sigmoid_forward(x):
+    """Sigmoid 1 / (1 + e^-x), computed so that no exp can overflow.
+
+    For x >= 0 it uses 1/(1 + e^-x); for x < 0 the equal e^x/(1 + e^x). Both
+    exponents are then <= 0, so inputs of ±1000 give exactly 1 and 0.
+    """
+    x = as_float_array(x, "sigmoid input")
+    e = np.exp(-np.abs(x))
+    out = np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+    return out, out
+
+
+def sigmoid_backward(grad_out, cache):
+    """Sigmoid backward: σ'(x) = σ(x)(1 - σ(x)), at most 1/4."""
+    out = cache
+    grad_out = check_grad(grad_out, out.shape, out.dtype, "sigmoid")
+    return grad_out * out * (1 - out)
+
+
+def tanh_forward(x):
+    """Hyperbolic tangent. Returns (out, cache); any shape."""
+    x = as_float_array(x, "tanh input")
+    out = np.tanh(x)
+    return out, out
+
+
+def tanh_backward(grad_out, cache):
+    """tanh backward: tanh'(x) = 1 - tanh(x)²."""
+    out = cache
+    grad_out = check_grad(grad_out, out.shape, out.dtype, "tanh")
+    return grad_out * (1 - out * out)
+
+
+# ----------------------------------------------------------------------------
+# Losses
+# ----------------------------------------------------------------------------
+
+def cross_entropy_forward(logits, labels):
+    """Softmax and cross-entropy on logits, averaged over the batch.
+
+    ``loss = mean_n( logsumexp(logits[n]) - logits[n, labels[n]] )``, with the
+    log-sum-exp shifted by each row's maximum so that no exp overflows: logits
+    of ±1000 give a finite loss.
+
+    Args:
+        logits: (N, classes), any real values.
+        labels: (N,) integers in [0, classes).
+
+    Returns:
+        loss: a Python float, and the cache for :func:`cross_entropy_backward`.
+    """
+    logits = as_float_array(logits, "cross-entropy logits")
+    check_ndim(logits, 2, "(N, classes)", "cross-entropy logits")
+    labels = np.asarray(labels)
+    if labels.dtype.kind not in "iu":
+        raise TypeError(f"cross-entropy labels must be integer class indices, "
+                        f"got dtype {labels.dtype}")
+    n, classes = logits.shape
+    if labels.shape != (n,):
+        raise ValueError(f"cross-entropy labels must have shape ({n},), one per sample, "
+                         f"got {labels.shape}")
+    if n == 0:
+        raise ValueError("cross-entropy needs at least one sample, got an empty batch")
+    if labels.min() < 0 or labels.max() >= classes:
+        bad = labels[(labels < 0) | (labels >= classes)][0]
+        raise ValueError(f"cross-entropy labels must be in [0, {classes}), got {bad}")
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    rows = np.arange(n)
+    loss = -float(log_probs[rows, labels].mean())
+    return loss, (log_probs, labels)
+
+
+def cross_entropy_backward(cache):
+    """d loss / d logits = (softmax(logits) - onehot(labels)) / N, shape (N, classes)."""
+    log_probs, labels = cache
+    n = log_probs.shape[0]
+    grad = np.exp(log_probs)
+    grad[np.arange(n), labels] -= 1
+    grad /= n
+    return grad
+
+
+def mse_forward(prediction, target):
+    """Mean squared error over every element: ``mean((prediction - target)²)``.
+
+    Args:
+        prediction, target: arrays of the same shape.
+
+    Returns:
+        loss: a Python float, and the cache for :func:`mse_backward`.
+    """
+    prediction = as_float_array(prediction, "mse prediction")
+    target = as_float_array(target, "mse target")
+    if prediction.shape != target.shape:
+        raise ValueError(f"mse target must have the prediction's shape {prediction.shape}, "
+                         f"got {target.shape}")
+    if prediction.size == 0:
+        raise ValueError("mse needs at least one element, got an empty prediction")
+    diff = prediction - target.astype(prediction.dtype, copy=False)
+    return float(np.mean(diff * diff)), diff
+
+
+def mse_backward(cache):
+    """d loss / d prediction = 2 (prediction - target) / number of elements."""
+    diff = cache
+    return diff * diff.dtype.type(2.0 / diff.size)

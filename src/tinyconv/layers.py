@@ -1,0 +1,404 @@
+"""Layers: thin objects that hold parameters and call :mod:`tinyconv.functional`.
+
+A layer's ``forward(x)`` (also ``layer(x)``) keeps what its backward needs;
+``backward(grad_output)`` returns the gradient with respect to the layer's
+input (the tutorial's sensitivity map passed back, eq. 5.1-5.3) and *adds*
+each parameter's gradient into that parameter's ``.grad``, so gradients
+accumulate until :meth:`Module.zero_grad`. Backward never writes into its
+argument.
+
+Shapes follow PyTorch: images are NCHW (batch, channels, height, width);
+conv weights are (out_channels, in_channels, KH, KW); linear weights are
+(out_features, in_features).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import functional as F
+from .init import init_weight
+
+__all__ = [
+    "Parameter", "Module", "Conv2d", "MaxPool2d", "AvgPool2d", "Linear", "Flatten",
+    "ReLU", "Sigmoid", "Tanh", "Identity", "Sequential",
+]
+
+
+class Parameter:
+    """A trainable array ``data`` and the gradient ``grad`` accumulated into it.
+
+    ``grad`` always has ``data``'s shape and dtype: assigning ``data`` an
+    array of another dtype (float64 for exact checks, say) gives a fresh zero
+    gradient of that dtype. The shape is fixed at creation, so a model cannot
+    silently change its architecture.
+    """
+
+    def __init__(self, data):
+        self._data = None
+        self.grad = None
+        self.data = data
+
+    @property
+    def data(self) -> np.ndarray:
+        return self._data
+
+    @data.setter
+    def data(self, value) -> None:
+        value = np.asarray(value)
+        if value.dtype.kind != "f":
+            raise TypeError(f"parameter data must be a floating array, got dtype {value.dtype}")
+        if self._data is not None and value.shape != self._data.shape:
+            raise ValueError(f"parameter data must keep its shape {self._data.shape}, "
+                             f"got {value.shape}")
+        self._data = value
+        if self.grad is None or self.grad.dtype != value.dtype:
+            self.grad = np.zeros_like(value)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self._data.shape
+
+    @property
+    def size(self) -> int:
+        return self._data.size
+
+    def __repr__(self) -> str:
+        return f"Parameter(shape={self.shape}, dtype={self.data.dtype})"
+
+
+class Module:
+    """Base class of every layer and of :class:`Sequential`.
+
+    A module finds its own parameters by walking its attributes (Parameters,
+    sub-Modules and lists of them), in the order they were assigned.
+    """
+
+    training = True
+
+    def forward(self, x):
+        raise NotImplementedError
+
+    def backward(self, grad_output):
+        raise NotImplementedError
+
+    def __call__(self, x):
+        return self.forward(x)
+
+    def named_parameters(self, prefix: str = ""):
+        """Yield ``(name, Parameter)`` pairs such as ``("0.weight", p)``."""
+        for attribute, value in vars(self).items():
+            children = value if isinstance(value, list) else [value]
+            for index, child in enumerate(children):
+                key = str(index) if isinstance(value, list) else attribute
+                if isinstance(child, Parameter):
+                    yield prefix + key, child
+                elif isinstance(child, Module):
+                    yield from child.named_parameters(prefix + key + ".")
+
+    def parameters(self) -> list[Parameter]:
+        """The module's Parameters, each once."""
+        return [p for _, p in self.named_parameters()]
+
+    def zero_grad(self) -> None:
+        """Set every parameter's gradient to zero."""
+        for p in self.parameters():
+            p.grad[...] = 0
+
+    def modules(self):
+        """Yield this module and every module inside it."""
+        yield self
+        for value in vars(self).values():
+            for child in value if isinstance(value, list) else [value]:
+                if isinstance(child, Module):
+                    yield from child.modules()
+
+    def train(self, mode: bool = True) -> "Module":
+        """Switch training behaviour (dropout, batch statistics) on or off."""
+        for module in self.modules():
+            module.training = mode
+        return self
+
+    def eval(self) -> "Module":
+        """Same as ``train(False)``: the mode for evaluation and prediction."""
+        return self.train(False)
+
+    def _saved(self, cache):
+        """Return what forward saved, or say that forward must come first."""
+        if cache is None:
+            raise RuntimeError(f"{type(self).__name__}.backward called before forward")
+        return cache
+
+    def extra_repr(self) -> str:
+        return ""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.extra_repr()})"
+
+
+def _check_count(value, name: str) -> int:
+    """A positive int such as ``in_channels``; raise a clear error otherwise."""
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be positive, got {value}")
+    return int(value)
+
+
+class Conv2d(Module):
+    """A convolutional layer: F filters of size C x KH x KW (eq. 4.4).
+
+    Args:
+        in_channels: C, the input's depth.
+        out_channels: F, the number of filters, which is the output's depth.
+        kernel_size: int or (KH, KW); non-square kernels work.
+        stride: int or (SH, SW). padding: int or (PH, PW), rings of zeros.
+        bias: whether each filter has a bias w_b.
+        init: ``"he"`` (for ReLU, the default) or ``"xavier"`` (for sigmoid
+            and tanh), see :mod:`tinyconv.init`.
+        rng: a seed or ``numpy.random.Generator`` for the initial weights;
+            None draws fresh entropy (there is no global random state).
+        dtype: the parameters' dtype, float32 by default.
+
+    Shape:
+        input (N, C, H, W) -> output (N, F, OH, OW) with
+        OH = (H - KH + 2·PH) // SH + 1 (eq. 4.3), OW likewise (eq. 4.2).
+
+    Parameters: ``weight`` (F, C, KH, KW) and ``bias`` (F,): (C·KH·KW + 1)·F
+    numbers, whatever the input's width and height.
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
+                 bias=True, *, init="he", rng=None, dtype=np.float32):
+        self.in_channels = _check_count(in_channels, "in_channels")
+        self.out_channels = _check_count(out_channels, "out_channels")
+        self.kernel_size = F.pair(kernel_size, "kernel_size", 1)
+        self.stride = F.pair(stride, "stride", 1)
+        self.padding = F.pair(padding, "padding", 0)
+        shape = (self.out_channels, self.in_channels) + self.kernel_size
+        self.weight = Parameter(init_weight(shape, init, rng, dtype))
+        self.bias = Parameter(np.zeros(self.out_channels, dtype)) if bias else None
+        self._cache = None
+
+    def forward(self, x):
+        bias = None if self.bias is None else self.bias.data
+        out, self._cache = F.conv2d_forward(x, self.weight.data, bias, self.stride, self.padding)
+        return out
+
+    def backward(self, grad_output):
+        grad_x, grad_weight, grad_bias = F.conv2d_backward(grad_output, self._saved(self._cache))
+        self.weight.grad += grad_weight
+        if self.bias is not None:
+            self.bias.grad += grad_bias
+        return grad_x
+
+    def extra_repr(self):
+        text = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}"
+        if self.stride != (1, 1):
+            text += f", stride={self.stride}"
+        if self.padding != (0, 0):
+            text += f", padding={self.padding}"
+        if self.bias is None:
+            text += ", bias=False"
+        return text
+
+
+class _Pool2d(Module):
+    """Shared arguments of the pooling layers; they have no parameters."""
+
+    _forward = _backward = None
+
+    def __init__(self, kernel_size, stride=None, padding=0):
+        self.kernel_size = F.pair(kernel_size, "kernel_size", 1)
+        self.stride = self.kernel_size if stride is None else F.pair(stride, "stride", 1)
+        self.padding = F.pair(padding, "padding", 0)
+        if (self.padding[0] > self.kernel_size[0] // 2
+                or self.padding[1] > self.kernel_size[1] // 2):
+            raise ValueError(f"padding should be at most half the kernel size, "
+                             f"got padding {self.padding} for kernel_size {self.kernel_size}")
+        self._cache = None
+
+    def forward(self, x):
+        out, self._cache = type(self)._forward(x, self.kernel_size, self.stride, self.padding)
+        return out
+
+    def backward(self, grad_output):
+        return type(self)._backward(grad_output, self._saved(self._cache))
+
+    def extra_repr(self):
+        text = f"kernel_size={self.kernel_size}"
+        if self.stride != self.kernel_size:
+            text += f", stride={self.stride}"
+        if self.padding != (0, 0):
+            text += f", padding={self.padding}"
+        return text
+
+
+class MaxPool2d(_Pool2d):
+    """Max pooling over KH x KW windows, each channel on its own.
+
+    Args:
+        kernel_size: int or (KH, KW). stride: defaults to kernel_size; smaller
+            strides make overlapping windows. padding: rings of -inf, at most
+            half the kernel (PyTorch's meaning).
+
+    Shape: (N, C, H, W) -> (N, C, OH, OW), OH and OW by eq. 4.2/4.3.
+    """
+
+    _forward = staticmethod(F.max_pool2d_forward)
+    _backward = staticmethod(F.max_pool2d_backward)
+
+
+class AvgPool2d(_Pool2d):
+    """Mean pooling (the tutorial's mean pooling) over KH x KW windows.
+
+    Arguments and shapes as :class:`MaxPool2d`; padded zeros count in the
+    average, as in PyTorch.
+    """
+
+    _forward = staticmethod(F.avg_pool2d_forward)
+    _backward = staticmethod(F.avg_pool2d_backward)
+
+
+class Linear(Module):
+    """A fully connected layer: net = W·a + b.
+
+    Args:
+        in_features, out_features: sizes of the input and output vectors.
+        bias: whether to add b. init, rng, dtype: as :class:`Conv2d`.
+
+    Shape: (N, in_features) -> (N, out_features). ``weight`` is
+    (out_features, in_features), ``bias`` (out_features,).
+    """
+
+    def __init__(self, in_features, out_features, bias=True, *, init="he", rng=None,
+                 dtype=np.float32):
+        self.in_features = _check_count(in_features, "in_features")
+        self.out_features = _check_count(out_features, "out_features")
+        self.weight = Parameter(init_weight((self.out_features, self.in_features),
+                                            init, rng, dtype))
+        self.bias = Parameter(np.zeros(self.out_features, dtype)) if bias else None
+        self._cache = None
+
+    def forward(self, x):
+        bias = None if self.bias is None else self.bias.data
+        out, self._cache = F.linear_forward(x, self.weight.data, bias)
+        return out
+
+    def backward(self, grad_output):
+        grad_x, grad_weight, grad_bias = F.linear_backward(grad_output, self._saved(self._cache))
+        self.weight.grad += grad_weight
+        if self.bias is not None:
+            self.bias.grad += grad_bias
+        return grad_x
+
+    def extra_repr(self):
+        return (f"in_features={self.in_features}, out_features={self.out_features}"
+                + ("" if self.bias is not None else ", bias=False"))
+
+
+class Flatten(Module):
+    """Flatten every sample into a vector: (N, C, H, W) -> (N, C·H·W)."""
+
+    def __init__(self):
+        self._cache = None
+
+    def forward(self, x):
+        x = F.as_float_array(x, "flatten input")
+        if x.ndim < 2:
+            raise ValueError(f"flatten input must have a batch axis and at least one more, "
+                             f"got shape {x.shape}")
+        self._cache = (x.shape, x.dtype)
+        return x.reshape(x.shape[0], -1)
+
+    def backward(self, grad_output):
+        shape, dtype = self._saved(self._cache)
+        flat = (shape[0], int(np.prod(shape[1:])))
+        return F.check_grad(grad_output, flat, dtype, "flatten").reshape(shape)
+
+
+class _Activation(Module):
+    """An element-wise activation a = f(net); any shape."""
+
+    _forward = _backward = None
+
+    def __init__(self):
+        self._cache = None
+
+    def forward(self, x):
+        out, self._cache = type(self)._forward(x)
+        return out
+
+    def backward(self, grad_output):
+        return type(self)._backward(grad_output, self._saved(self._cache))
+
+
+class ReLU(_Activation):
+    """f(x) = max(0, x), the tutorial's activation of choice."""
+
+    _forward = staticmethod(F.relu_forward)
+    _backward = staticmethod(F.relu_backward)
+
+
+class Sigmoid(_Activation):
+    """f(x) = 1 / (1 + e^-x), safe for any input."""
+
+    _forward = staticmethod(F.sigmoid_forward)
+    _backward = staticmethod(F.sigmoid_backward)
+
+
+class Tanh(_Activation):
+    """f(x) = tanh(x)."""
+
+    _forward = staticmethod(F.tanh_forward)
+    _backward = staticmethod(F.tanh_backward)
+
+
+class Identity(Module):
+    """f(x) = x: a layer that passes its input and δ through unchanged."""
+
+    def forward(self, x):
+        return F.as_float_array(x, "identity input")
+
+    def backward(self, grad_output):
+        return F.as_float_array(grad_output, "identity grad_output")
+
+
+class Sequential(Module):
+    """Layers applied one after another: the tutorial's
+    ``INPUT -> [[CONV]*N -> POOL?]*M -> [FC]*K``.
+
+    ``forward`` runs the layers in order; ``backward`` runs them in reverse,
+    passing each layer's input gradient to the layer before it. Parameters
+    are named by position: ``0.weight``, ``0.bias``, ``3.weight``...
+    """
+
+    def __init__(self, *layers):
+        for index, layer in enumerate(layers):
+            if not isinstance(layer, Module):
+                raise TypeError(f"Sequential takes layers (Modules), got "
+                                f"{type(layer).__name__} at position {index}")
+        self.layers = list(layers)
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = layer.forward(x)
+        return x
+
+    def backward(self, grad_output):
+        for layer in reversed(self.layers):
+            grad_output = layer.backward(grad_output)
+        return grad_output
+
+    def __getitem__(self, index):
+        return self.layers[index]
+
+    def __len__(self):
+        return len(self.layers)
+
+    def __iter__(self):
+        return iter(self.layers)
+
+    def __repr__(self):
+        lines = [f"  ({i}): {layer!r}" for i, layer in enumerate(self.layers)]
+        return "Sequential(\n" + "\n".join(lines) + "\n)" if lines else "Sequential()"
