@@ -75,6 +75,9 @@ class Module:
     """
 
     training = True
+    #: Names of array attributes that are state but not trained (batch
+    #: normalisation's running statistics, say); saved with the parameters.
+    buffers: tuple[str, ...] = ()
 
     def forward(self, x):
         raise NotImplementedError
@@ -99,6 +102,47 @@ class Module:
     def parameters(self) -> list[Parameter]:
         """The module's Parameters, each once."""
         return [p for _, p in self.named_parameters()]
+
+    def named_buffers(self, prefix: str = ""):
+        """Yield ``(name, array)`` for every buffer, named like parameters."""
+        for name in self.buffers:
+            yield prefix + name, getattr(self, name)
+        for attribute, value in vars(self).items():
+            children = value if isinstance(value, list) else [value]
+            for index, child in enumerate(children):
+                key = str(index) if isinstance(value, list) else attribute
+                if isinstance(child, Module):
+                    yield from child.named_buffers(prefix + key + ".")
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Every parameter's and buffer's array by name (``"0.weight"``).
+
+        The arrays are the module's own, not copies: copy them to keep a
+        snapshot that later training must not change.
+        """
+        state = {name: p.data for name, p in self.named_parameters()}
+        state.update(self.named_buffers())
+        return state
+
+    def load_state_dict(self, state) -> None:
+        """Copy arrays from ``state`` (a mapping name -> array) into the module.
+
+        Names and shapes must match :meth:`state_dict` exactly; otherwise a
+        ValueError lists what is missing, unexpected or mis-shaped, and the
+        module is left unchanged.
+        """
+        own = self.state_dict()
+        missing = sorted(set(own) - set(state))
+        unexpected = sorted(set(state) - set(own))
+        if missing or unexpected:
+            raise ValueError(f"state does not fit the model: missing {missing}, "
+                             f"unexpected {unexpected}")
+        for name, array in own.items():
+            if np.shape(state[name]) != array.shape:
+                raise ValueError(f"state {name!r} has shape {np.shape(state[name])}, "
+                                 f"the model needs {array.shape}")
+        for name, array in own.items():
+            array[...] = state[name]
 
     def zero_grad(self) -> None:
         """Set every parameter's gradient to zero."""
