@@ -88,16 +88,21 @@ class Module:
     def __call__(self, x):
         return self.forward(x)
 
+    def _attributes(self):
+        """Yield ``(key, value)`` for every attribute, list items keyed by index."""
+        for attribute, value in vars(self).items():
+            if isinstance(value, list):
+                yield from ((str(index), item) for index, item in enumerate(value))
+            else:
+                yield attribute, value
+
     def named_parameters(self, prefix: str = ""):
         """Yield ``(name, Parameter)`` pairs such as ``("0.weight", p)``."""
-        for attribute, value in vars(self).items():
-            children = value if isinstance(value, list) else [value]
-            for index, child in enumerate(children):
-                key = str(index) if isinstance(value, list) else attribute
-                if isinstance(child, Parameter):
-                    yield prefix + key, child
-                elif isinstance(child, Module):
-                    yield from child.named_parameters(prefix + key + ".")
+        for key, value in self._attributes():
+            if isinstance(value, Parameter):
+                yield prefix + key, value
+            elif isinstance(value, Module):
+                yield from value.named_parameters(prefix + key + ".")
 
     def parameters(self) -> list[Parameter]:
         """The module's Parameters, each once."""
@@ -107,12 +112,9 @@ class Module:
         """Yield ``(name, array)`` for every buffer, named like parameters."""
         for name in self.buffers:
             yield prefix + name, getattr(self, name)
-        for attribute, value in vars(self).items():
-            children = value if isinstance(value, list) else [value]
-            for index, child in enumerate(children):
-                key = str(index) if isinstance(value, list) else attribute
-                if isinstance(child, Module):
-                    yield from child.named_buffers(prefix + key + ".")
+        for key, value in self._attributes():
+            if isinstance(value, Module):
+                yield from value.named_buffers(prefix + key + ".")
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """Every parameter's and buffer's array by name (``"0.weight"``).
@@ -152,10 +154,9 @@ class Module:
     def modules(self):
         """Yield this module and every module inside it."""
         yield self
-        for value in vars(self).values():
-            for child in value if isinstance(value, list) else [value]:
-                if isinstance(child, Module):
-                    yield from child.modules()
+        for _, value in self._attributes():
+            if isinstance(value, Module):
+                yield from value.modules()
 
     def train(self, mode: bool = True) -> "Module":
         """Switch training behaviour (dropout, batch statistics) on or off."""
