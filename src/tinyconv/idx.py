@@ -1,0 +1,148 @@
+"""The IDX file format, in which MNIST and Fashion-MNIST are distributed.
+
+An IDX file is a tiny header followed by one array's raw bytes:
+
+==========  ================================================================
+bytes 0-1   zero
+byte 2      the data type code (``0x08`` uint8, ``0x09`` int8, ``0x0B`` int16,
+            ``0x0C`` int32, ``0x0D`` float32, ``0x0E`` float64)
+byte 3      the number of dimensions ``ndim``
+next 4·ndim each dimension's size, a big-endian unsigned 32-bit integer
+the rest    the values in C order, big-endian, exactly prod(dims) of them
+==========  ================================================================
+
+So ``train-images-idx3-ubyte`` of Fashion-MNIST starts ``00 00 08 03``, then
+60000, 28, 28, then 47,040,000 pixel bytes. The files are usually gzipped;
+:func:`read_idx` tells a gzip file by its own magic bytes (``1f 8b``), not by
+the file name, so ``.gz`` and unpacked files both work whatever they are called.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import os
+import tempfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["IdxError", "read_idx", "write_idx", "atomic_file", "IDX_TYPES"]
+
+# Type code -> big-endian NumPy dtype, as the format defines them.
+IDX_TYPES = {
+    0x08: np.dtype(">u1"),
+    0x09: np.dtype(">i1"),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+class IdxError(ValueError):
+    """A file that is not a valid IDX file: foreign, truncated or too long."""
+
+
+def read_idx(path) -> np.ndarray:
+    """Read the array stored in the IDX file ``path`` (gzipped or not).
+
+    Returns an array in native byte order with the file's dimensions, e.g.
+    (60000, 28, 28) uint8 for Fashion-MNIST's training images and (60000,)
+    uint8 for its labels.
+
+    Raises ``FileNotFoundError`` when there is no such file, and
+    :class:`IdxError` naming the file and the fault when the header is not
+    ``00 00 <type> <ndim>``, the type code is unknown, the gzip stream is
+    broken, or the data is shorter or longer than the dimensions say.
+    """
+    path = Path(path)
+    raw = path.read_bytes()
+    if raw[:2] == GZIP_MAGIC:
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as error:
+            raise IdxError(f"{path}: the gzip data is damaged or cut short ({error})") from None
+    if len(raw) < 4:
+        raise IdxError(f"{path}: not an IDX file: only {len(raw)} bytes, "
+                       "shorter than the 4-byte header")
+    if raw[0] != 0 or raw[1] != 0:
+        raise IdxError(f"{path}: not an IDX file: it starts with bytes "
+                       f"{raw[:4].hex(' ')}, expected 00 00 <type> <ndim>")
+    type_code, ndim = raw[2], raw[3]
+    if type_code not in IDX_TYPES:
+        known = ", ".join(f"0x{code:02X}" for code in IDX_TYPES)
+        raise IdxError(f"{path}: unknown IDX data type code 0x{type_code:02X}, "
+                       f"expected one of {known}")
+    if ndim == 0:
+        raise IdxError(f"{path}: the IDX header says 0 dimensions, expected at least 1")
+    header_size = 4 + 4 * ndim
+    if len(raw) < header_size:
+        raise IdxError(f"{path}: truncated IDX header: {ndim} dimensions need "
+                       f"{header_size} header bytes, the file has {len(raw)}")
+    dims = tuple(int(d) for d in np.frombuffer(raw, ">u4", count=ndim, offset=4))
+    dtype = IDX_TYPES[type_code]
+    expected = header_size + int(np.prod(dims, dtype=object)) * dtype.itemsize
+    if len(raw) != expected:
+        fault = "truncated" if len(raw) < expected else "too long"
+        raise IdxError(f"{path}: {fault}: dimensions {dims} of {dtype.newbyteorder('=')} "
+                       f"need {expected} bytes in all, the file has {len(raw)}")
+    data = np.frombuffer(raw, dtype, offset=header_size).reshape(dims)
+    # astype copies into a writable array in this machine's byte order.
+    return data.astype(dtype.newbyteorder("="))
+
+
+def write_idx(path, array) -> None:
+    """Write ``array`` to ``path`` as an IDX file, gzipped when ``path`` ends in ``.gz``.
+
+    ``array`` needs at least one dimension and a dtype the format has (see
+    ``IDX_TYPES``). The file is written atomically: readers see either the
+    old file or the complete new one, never a part.
+    """
+    array = np.asarray(array)
+    # Keyed by kind and size, so an array of either byte order is accepted.
+    codes = {(dtype.kind, dtype.itemsize): code for code, dtype in IDX_TYPES.items()}
+    if (array.dtype.kind, array.dtype.itemsize) not in codes:
+        names = ", ".join(str(dtype.newbyteorder("=")) for dtype in IDX_TYPES.values())
+        raise TypeError(f"IDX files hold {names}; got an array of dtype {array.dtype}")
+    if not 1 <= array.ndim <= 255:
+        raise ValueError(f"an IDX file holds an array of 1 to 255 dimensions, "
+                         f"got shape {array.shape}")
+    if max(array.shape) >= 2**32:
+        raise ValueError(f"IDX dimensions must be below 2**32, got shape {array.shape}")
+    code = codes[array.dtype.kind, array.dtype.itemsize]
+    header = bytes([0, 0, code, array.ndim]) + np.asarray(array.shape, ">u4").tobytes()
+    payload = header + np.ascontiguousarray(array, IDX_TYPES[code]).tobytes()
+    path = Path(path)
+    if path.suffix == ".gz":
+        # mtime=0 keeps the output identical from run to run.
+        payload = gzip.compress(payload, mtime=0)
+    with atomic_file(path) as handle:
+        handle.write(payload)
+
+
+@contextlib.contextmanager
+def atomic_file(path):
+    """Open a temporary file next to ``path`` for binary writing; on success it becomes ``path``.
+
+    The bytes go to a temporary file in the same directory, which is flushed
+    to disk and then renamed over ``path`` (``os.replace`` is atomic on one
+    file system). If the body raises, the temporary file is deleted and
+    ``path`` is untouched, so an interrupted or rejected write leaves nothing
+    behind.
+    """
+    path = Path(path)
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
+                                             suffix=".part")
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
