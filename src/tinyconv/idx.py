@@ -19,16 +19,15 @@ the file name, so ``.gz`` and unpacked files both work whatever they are called.
 
 from __future__ import annotations
 
-import contextlib
 import gzip
-import os
-import tempfile
 import zlib
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["IdxError", "read_idx", "write_idx", "atomic_file", "IDX_TYPES"]
+from .fileio import atomic_write_bytes
+
+__all__ = ["IdxError", "read_idx", "write_idx", "IDX_TYPES"]
 
 # Type code -> big-endian NumPy dtype, as the format defines them.
 IDX_TYPES = {
@@ -98,8 +97,8 @@ def write_idx(path, array) -> None:
     """Write ``array`` to ``path`` as an IDX file, gzipped when ``path`` ends in ``.gz``.
 
     ``array`` needs at least one dimension and a dtype the format has (see
-    ``IDX_TYPES``). The file is written atomically: readers see either the
-    old file or the complete new one, never a part.
+    ``IDX_TYPES``). The file is written atomically (:mod:`tinyconv.fileio`):
+    readers see either the old file or the complete new one, never a part.
     """
     array = np.asarray(array)
     # Keyed by kind and size, so an array of either byte order is accepted.
@@ -119,30 +118,5 @@ def write_idx(path, array) -> None:
     if path.suffix == ".gz":
         # mtime=0 keeps the output identical from run to run.
         payload = gzip.compress(payload, mtime=0)
-    with atomic_file(path) as handle:
-        handle.write(payload)
+    atomic_write_bytes(path, payload)
 
-
-@contextlib.contextmanager
-def atomic_file(path):
-    """Open a temporary file next to ``path`` for binary writing; on success it becomes ``path``.
-
-    The bytes go to a temporary file in the same directory, which is flushed
-    to disk and then renamed over ``path`` (``os.replace`` is atomic on one
-    file system). If the body raises, the temporary file is deleted and
-    ``path`` is untouched, so an interrupted or rejected write leaves nothing
-    behind.
-    """
-    path = Path(path)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
-                                             suffix=".part")
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
