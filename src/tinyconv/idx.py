@@ -119,4 +119,3 @@ def write_idx(path, array) -> None:
         # mtime=0 keeps the output identical from run to run.
         payload = gzip.compress(payload, mtime=0)
     atomic_write_bytes(path, payload)
-
