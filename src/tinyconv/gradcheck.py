@@ -30,8 +30,9 @@ def gradcheck(module, x, criterion=None, target=None, *, eps: float = 1e-6,
     """Compare ``module``'s backward with central differences.
 
     The check runs in float64: the module's parameters are switched to
-    float64 copies for its duration and restored afterwards (their ``.grad``
-    is reset). The objective is ``criterion.forward(module(x), target)`` when
+    float64 copies with fresh gradients for its duration, and afterwards each
+    parameter gets back its own ``.data`` and ``.grad`` arrays, untouched.
+    The objective is ``criterion.forward(module(x), target)`` when
     a criterion is given, otherwise ``Σ module(x) · R`` for a fixed random
     array R, which makes ``R`` the upstream δ and checks the layer for an
     arbitrary incoming gradient.
@@ -60,9 +61,11 @@ def gradcheck(module, x, criterion=None, target=None, *, eps: float = 1e-6,
     """
     x = np.array(x, dtype=np.float64)  # our own copy, perturbed in place below
     named = list(module.named_parameters())
-    originals = [p.data for _, p in named]
+    originals = [(p.data, p.grad) for _, p in named]
     for _, p in named:
         p.data = p.data.astype(np.float64)
+        # Our own gradient array: zero_grad below must not clear the caller's.
+        p.grad = np.zeros_like(p.data)
     try:
         upstream = None
         if criterion is None:
@@ -93,5 +96,6 @@ def gradcheck(module, x, criterion=None, target=None, *, eps: float = 1e-6,
             worst = max(worst, relative_error(analytic, numeric))
         return worst
     finally:
-        for (_, p), data in zip(named, originals):
+        for (_, p), (data, grad) in zip(named, originals):
             p.data = data
+            p.grad = grad
