@@ -30,6 +30,8 @@ way round, so float32 stays float32 and float64 stays float64.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 __all__ = [
@@ -52,6 +54,11 @@ __all__ = [
     "cross_entropy_backward",
     "mse_forward",
     "mse_backward",
+    "BatchNormCache",
+    "batch_norm2d_forward",
+    "batch_norm2d_backward",
+    "dropout_forward",
+    "dropout_backward",
 ]
 
 
@@ -594,3 +601,138 @@ def mse_backward(cache):
     """d loss / d prediction = 2 (prediction - target) / number of elements."""
     diff = cache
     return diff * diff.dtype.type(2.0 / diff.size)
+
+# ----------------------------------------------------------------------------
+# Batch normalisation and dropout (not in the tutorial; the stronger models use them)
+# ----------------------------------------------------------------------------
+
+class BatchNormCache(NamedTuple):
+    """What :func:`batch_norm2d_forward` keeps for its backward.
+
+    ``mean`` and ``var`` (C,) are the statistics the forward normalised with:
+    the batch's own (biased variance) when ``batch_stats`` is true, the given
+    running statistics otherwise. ``count`` is M = N·H·W, the number of
+    values behind each channel's statistics; a layer reads ``mean``, ``var``
+    and ``count`` to update its running statistics.
+    """
+
+    x_hat: np.ndarray       # (N, C, H, W), the normalised input
+    inv_std: np.ndarray     # (C,), 1 / sqrt(var + eps)
+    weight: np.ndarray      # (C,), gamma in the input's dtype
+    mean: np.ndarray
+    var: np.ndarray
+    count: int
+    batch_stats: bool
+    has_bias: bool
+
+
+def _channel_vector(value, c: int, dtype, name: str) -> np.ndarray:
+    """``value`` as a (C,) array of ``dtype``, or a clear error."""
+    value = as_float_array(value, name)
+    if value.shape != (c,):
+        raise ValueError(f"{name} must have shape ({c},), one per channel, got {value.shape}")
+    return value.astype(dtype, copy=False)
+
+
+def batch_norm2d_forward(x, weight, bias=None, mean=None, var=None, eps=1e-5):
+    """Batch normalisation of every channel: ``out = gamma · x_hat + beta``.
+
+    ``x_hat = (x - mean) / sqrt(var + eps)``, per channel, over the batch and
+    every position. With ``mean`` and ``var`` None the statistics are the
+    batch's own, with the biased variance (training); given, they are used as
+    constants (evaluation with the running statistics). A (N, C) batch of
+    vectors is normalised as the (N, C, 1, 1) maps it equals.
+
+    Args:
+        x: (N, C, H, W).
+        weight: gamma (C,). bias: beta (C,) or None.
+        mean, var: (C,) statistics to use, or None for the batch's.
+        eps: added to the variance so that a constant channel divides by
+            sqrt(eps), not by zero.
+
+    Returns:
+        out: (N, C, H, W) in x's dtype, and a :class:`BatchNormCache`.
+    """
+    x = as_float_array(x, "batch_norm2d input")
+    check_ndim(x, 4, "(N, C, H, W)", "batch_norm2d input")
+    n, c, h, w = x.shape
+    if (mean is None) != (var is None):
+        raise ValueError("batch_norm2d needs both mean and var, or neither (batch statistics)")
+    weight = _channel_vector(weight, c, x.dtype, "batch_norm2d weight")
+    count = n * h * w
+    batch_stats = mean is None
+    if batch_stats:
+        if count < 2:
+            raise ValueError(f"batch_norm2d needs more than one value per channel to take "
+                             f"batch statistics, got input shape {x.shape}")
+        mean = x.mean(axis=(0, 2, 3))
+        var = x.var(axis=(0, 2, 3))
+    else:
+        mean = _channel_vector(mean, c, x.dtype, "batch_norm2d mean")
+        var = _channel_vector(var, c, x.dtype, "batch_norm2d var")
+    inv_std = 1 / np.sqrt(var + x.dtype.type(eps))
+    x_hat = (x - mean[:, None, None]) * inv_std[:, None, None]
+    out = x_hat * weight[:, None, None]
+    if bias is not None:
+        out += _channel_vector(bias, c, x.dtype, "batch_norm2d bias")[:, None, None]
+    return out, BatchNormCache(x_hat, inv_std, weight, mean, var, count, batch_stats,
+                               bias is not None)
+
+
+def batch_norm2d_backward(grad_out, cache):
+    """Gradients of batch normalisation.
+
+    With g = grad_out and sums over the batch and positions of each channel
+    (M values): ∂E/∂beta = Σ g, ∂E/∂gamma = Σ g·x_hat. With batch statistics
+    the mean and variance depend on every input too, which gives
+    ``grad_x = gamma / sqrt(var + eps) · (g - Σg / M - x_hat · Σ(g·x_hat) / M)``;
+    with fixed statistics only the first term remains.
+
+    Returns:
+        (grad_x (N, C, H, W), grad_weight (C,), grad_bias (C,) or None).
+    """
+    grad_out = check_grad(grad_out, cache.x_hat.shape, cache.x_hat.dtype, "batch_norm2d")
+    grad_bias = grad_out.sum(axis=(0, 2, 3))
+    grad_weight = (grad_out * cache.x_hat).sum(axis=(0, 2, 3))
+    scale = (cache.weight * cache.inv_std)[:, None, None]
+    if cache.batch_stats:
+        m = cache.x_hat.dtype.type(cache.count)
+        grad_x = scale * (grad_out - (grad_bias / m)[:, None, None]
+                          - cache.x_hat * (grad_weight / m)[:, None, None])
+    else:
+        grad_x = scale * grad_out
+    return grad_x, grad_weight, grad_bias if cache.has_bias else None
+
+
+def dropout_forward(x, p, rng):
+    """Inverted dropout for training: zero each value with probability ``p``.
+
+    The kept values are scaled by 1 / (1 - p), so every value's expectation
+    is unchanged and evaluation needs no rescaling (it skips dropout).
+
+    Args:
+        x: any shape. p: the drop probability, in [0, 1).
+        rng: a ``numpy.random.Generator``, the only source of the mask.
+
+    Returns:
+        out: x's shape and dtype, and the cache: the mask (0 or 1/(1-p) per
+        value, x's dtype) that backward multiplies by.
+    """
+    x = as_float_array(x, "dropout input")
+    if isinstance(p, bool) or not isinstance(p, (int, float, np.integer, np.floating)):
+        raise TypeError(f"dropout p must be a number in [0, 1), got {p!r}")
+    if not 0 <= p < 1:
+        raise ValueError(f"dropout p must be in [0, 1), got {p}")
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"dropout rng must be a numpy Generator, got {type(rng).__name__}")
+    # float32 draws are half the work of float64 and plenty to compare with p.
+    draw_dtype = np.float32 if x.dtype == np.float32 else np.float64
+    keep = rng.random(x.shape, dtype=draw_dtype) >= p
+    mask = keep * x.dtype.type(1 / (1 - p))
+    return x * mask, mask
+
+
+def dropout_backward(grad_out, cache):
+    """Dropout backward: δ passes where the value was kept, scaled the same way."""
+    mask = cache
+    return check_grad(grad_out, mask.shape, mask.dtype, "dropout") * mask

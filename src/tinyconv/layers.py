@@ -17,11 +17,12 @@ from __future__ import annotations
 import numpy as np
 
 from . import functional as F
-from .init import init_weight
+from .init import as_generator, init_weight
 
 __all__ = [
     "Parameter", "Module", "Conv2d", "MaxPool2d", "AvgPool2d", "Linear", "Flatten",
-    "ReLU", "Sigmoid", "Tanh", "Identity", "Sequential",
+    "ReLU", "Sigmoid", "Tanh", "Identity", "Sequential", "BatchNorm2d", "BatchNorm1d",
+    "Dropout",
 ]
 
 
@@ -447,3 +448,143 @@ class Sequential(Module):
     def __repr__(self):
         lines = [f"  ({i}): {layer!r}" for i, layer in enumerate(self.layers)]
         return "Sequential(\n" + "\n".join(lines) + "\n)" if lines else "Sequential()"
+
+
+class BatchNorm2d(Module):
+    """Batch normalisation of each channel, with PyTorch's semantics.
+
+    Training: each channel is normalised with its batch mean and biased
+    variance over (N, H, W), then scaled by ``weight`` (gamma) and shifted by
+    ``bias`` (beta). The running statistics move towards the batch's:
+    ``running = (1 - momentum) · running + momentum · batch``, with the
+    *unbiased* variance (M / (M - 1) times the biased one, M = N·H·W).
+    Evaluation (:meth:`Module.eval`): the running statistics normalise, so a
+    prediction does not depend on the rest of the batch.
+
+    Args:
+        num_features: C, the number of channels.
+        eps: added to the variance before the square root.
+        momentum: weight of the newest batch in the running statistics.
+        dtype: of the parameters and running statistics, float32 by default.
+
+    Shape: (N, C, H, W) -> (N, C, H, W). Parameters ``weight`` (C,), ones,
+    and ``bias`` (C,), zeros; buffers ``running_mean`` (C,), zeros, and
+    ``running_var`` (C,), ones, saved in :meth:`Module.state_dict`.
+    """
+
+    buffers = ("running_mean", "running_var")
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, *, dtype=np.float32):
+        self.num_features = _check_count(num_features, "num_features")
+        if not eps > 0:
+            raise ValueError(f"eps must be positive, got {eps!r}")
+        if not 0 <= momentum <= 1:
+            raise ValueError(f"momentum must be in [0, 1], got {momentum!r}")
+        self.eps = float(eps)
+        self.momentum = float(momentum)
+        self.weight = Parameter(np.ones(self.num_features, dtype))
+        self.bias = Parameter(np.zeros(self.num_features, dtype))
+        self.running_mean = np.zeros(self.num_features, dtype)
+        self.running_var = np.ones(self.num_features, dtype)
+        self._cache = None
+
+    def _as_maps(self, x):
+        """The input as (N, C, H, W) maps; BatchNorm1d overrides this."""
+        x = F.as_float_array(x, f"{type(self).__name__} input")
+        F.check_ndim(x, 4, "(N, C, H, W)", f"{type(self).__name__} input")
+        return x
+
+    def forward(self, x):
+        maps = self._as_maps(x)
+        if maps.shape[1] != self.num_features:
+            raise ValueError(f"{type(self).__name__} expected {self.num_features} channels "
+                             f"on axis 1, got input shape {np.shape(x)}")
+        if self.training:
+            out, cache = F.batch_norm2d_forward(maps, self.weight.data, self.bias.data,
+                                                eps=self.eps)
+            unbiased = cache.var * (cache.count / (cache.count - 1))
+            # Written into the arrays in place: state_dict hands out these arrays.
+            self.running_mean[...] = ((1 - self.momentum) * self.running_mean
+                                      + self.momentum * cache.mean)
+            self.running_var[...] = ((1 - self.momentum) * self.running_var
+                                     + self.momentum * unbiased)
+        else:
+            out, cache = F.batch_norm2d_forward(maps, self.weight.data, self.bias.data,
+                                                self.running_mean, self.running_var,
+                                                eps=self.eps)
+        self._cache = (cache, np.shape(x))
+        return out.reshape(np.shape(x))
+
+    def backward(self, grad_output):
+        cache, shape = self._saved(self._cache)
+        grad_output = F.check_grad(grad_output, shape, cache.x_hat.dtype, type(self).__name__)
+        grad_x, grad_weight, grad_bias = F.batch_norm2d_backward(
+            grad_output.reshape(cache.x_hat.shape), cache)
+        self.weight.grad += grad_weight
+        self.bias.grad += grad_bias
+        return grad_x.reshape(shape)
+
+    def extra_repr(self):
+        text = f"{self.num_features}"
+        if self.eps != 1e-5:
+            text += f", eps={self.eps}"
+        if self.momentum != 0.1:
+            text += f", momentum={self.momentum}"
+        return text
+
+
+class BatchNorm1d(BatchNorm2d):
+    """Batch normalisation of each feature of a (N, C) batch of vectors.
+
+    The same as :class:`BatchNorm2d` on the (N, C, 1, 1) maps the vectors
+    equal: statistics over the batch, M = N. Shape: (N, C) -> (N, C).
+    """
+
+    def _as_maps(self, x):
+        x = F.as_float_array(x, "BatchNorm1d input")
+        F.check_ndim(x, 2, "(N, C)", "BatchNorm1d input")
+        return x[:, :, None, None]
+
+
+class Dropout(Module):
+    """Inverted dropout: in training, zero each value with probability ``p``
+    and scale the rest by 1 / (1 - p); in evaluation, pass the input through.
+
+    Args:
+        p: drop probability in [0, 1).
+        rng: a seed or ``numpy.random.Generator`` for the masks.
+
+    The masks come from the public attribute ``rng`` (a Generator) and from
+    nothing else; assign ``layer.rng = numpy.random.default_rng(seed)`` to
+    re-seed it (a trainer does so every epoch so that a resumed run draws the
+    same masks as an uninterrupted one). Backward reuses forward's mask.
+
+    Shape: any -> the same shape.
+    """
+
+    def __init__(self, p=0.5, *, rng=None):
+        if isinstance(p, bool) or not isinstance(p, (int, float, np.integer, np.floating)):
+            raise TypeError(f"p must be a number in [0, 1), got {p!r}")
+        if not 0 <= p < 1:
+            raise ValueError(f"p must be in [0, 1), got {p}")
+        self.p = float(p)
+        self.rng = as_generator(rng)
+        self._cache = None
+
+    def forward(self, x):
+        x = F.as_float_array(x, "dropout input")
+        if not self.training or self.p == 0:
+            self._cache = (x.shape, x.dtype, None)
+            return x
+        out, mask = F.dropout_forward(x, self.p, self.rng)
+        self._cache = (x.shape, x.dtype, mask)
+        return out
+
+    def backward(self, grad_output):
+        shape, dtype, mask = self._saved(self._cache)
+        if mask is None:
+            return F.check_grad(grad_output, shape, dtype, "dropout")
+        return F.dropout_backward(grad_output, mask)
+
+    def extra_repr(self):
+        return f"p={self.p}"
