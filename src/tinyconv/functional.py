@@ -547,7 +547,12 @@ def cross_entropy_forward(logits, labels):
     """
     logits = as_float_array(logits, "cross-entropy logits")
     check_ndim(logits, 2, "(N, classes)", "cross-entropy logits")
-    labels = np.asarray(labels)
+    try:
+        labels = np.asarray(labels)
+    except (ValueError, TypeError) as error:
+        raise TypeError(f"cross-entropy labels must be an array of integer class indices, "
+                        f"got {type(labels).__name__} that NumPy cannot read as one "
+                        f"({error})") from None
     if labels.dtype.kind not in "iu":
         raise TypeError(f"cross-entropy labels must be integer class indices, "
                         f"got dtype {labels.dtype}")

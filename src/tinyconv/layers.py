@@ -403,11 +403,17 @@ class Tanh(_Activation):
 class Identity(Module):
     """f(x) = x: a layer that passes its input and δ through unchanged."""
 
+    def __init__(self):
+        self._cache = None
+
     def forward(self, x):
-        return F.as_float_array(x, "identity input")
+        x = F.as_float_array(x, "identity input")
+        self._cache = (x.shape, x.dtype)
+        return x
 
     def backward(self, grad_output):
-        return F.as_float_array(grad_output, "identity grad_output")
+        shape, dtype = self._saved(self._cache)
+        return F.check_grad(grad_output, shape, dtype, "identity")
 
 
 class Sequential(Module):
