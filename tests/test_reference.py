@@ -1,0 +1,203 @@
+"""The fast path equals the tutorial's literal loops.
+
+:mod:`tinyconv.functional` works on whole NCHW batches with vectorised NumPy;
+:mod:`tinyconv.reference` writes each formula out for one sample. Here both
+run on random configurations drawn by hypothesis (strides, paddings, square
+and non-square kernels, channels, filters, batch sizes, strides that do not
+divide the padded size), and every output and gradient must agree to ~1e-10
+in float64, sample by sample. Parameter gradients of the batch are the sums
+of the per-sample gradients.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from tinyconv import functional as F
+from tinyconv import reference as R
+
+TOLERANCE = dict(rtol=1e-10, atol=1e-10)
+SETTINGS = settings(max_examples=60, deadline=None)
+
+
+@dataclass(frozen=True)
+class Config:
+    """One layer configuration and the seed of its random arrays."""
+
+    batch: int
+    channels: int
+    filters: int
+    height: int
+    width: int
+    kernel: tuple[int, int]
+    stride: tuple[int, int] | None
+    padding: tuple[int, int]
+    seed: int
+
+    @property
+    def input_shape(self):
+        return (self.batch, self.channels, self.height, self.width)
+
+
+def _size_that_fits(draw, kernel: int, padding: int) -> int:
+    """An input size from the smallest the kernel fits (padding included) up."""
+    smallest = max(1, kernel - 2 * padding)
+    return draw(st.integers(smallest, smallest + 6))
+
+
+@st.composite
+def conv_configs(draw):
+    kernel = (draw(st.integers(1, 5)), draw(st.integers(1, 5)))
+    padding = (draw(st.integers(0, 2)), draw(st.integers(0, 2)))
+    return Config(batch=draw(st.integers(1, 4)), channels=draw(st.integers(1, 3)),
+                  filters=draw(st.integers(1, 3)),
+                  height=_size_that_fits(draw, kernel[0], padding[0]),
+                  width=_size_that_fits(draw, kernel[1], padding[1]),
+                  kernel=kernel,
+                  stride=(draw(st.integers(1, 3)), draw(st.integers(1, 3))),
+                  padding=padding, seed=draw(st.integers(0, 2**32 - 1)))
+
+
+@st.composite
+def pool_configs(draw):
+    kernel = (draw(st.integers(1, 5)), draw(st.integers(1, 5)))
+    # PyTorch's rule: padding at most half the window.
+    padding = (draw(st.integers(0, min(2, kernel[0] // 2))),
+               draw(st.integers(0, min(2, kernel[1] // 2))))
+    stride = draw(st.none() | st.tuples(st.integers(1, 3), st.integers(1, 3)))
+    return Config(batch=draw(st.integers(1, 4)), channels=draw(st.integers(1, 3)), filters=0,
+                  height=_size_that_fits(draw, kernel[0], padding[0]),
+                  width=_size_that_fits(draw, kernel[1], padding[1]),
+                  kernel=kernel, stride=stride, padding=padding,
+                  seed=draw(st.integers(0, 2**32 - 1)))
+
+
+def _assert_close(actual, expected):
+    assert actual.shape == expected.shape
+    np.testing.assert_allclose(actual, expected, **TOLERANCE)
+
+
+# (6 - 3) / 2 and (7 - 2 + 2) / 3 do not divide: eq. 4.2 floors, and the
+# dropped last row and columns must get a zero gradient on both sides.
+@example(Config(batch=1, channels=2, filters=3, height=6, width=7, kernel=(3, 2),
+                stride=(2, 3), padding=(0, 1), seed=1))
+@example(Config(batch=2, channels=1, filters=1, height=1, width=1, kernel=(5, 5),
+                stride=(3, 3), padding=(2, 2), seed=2))
+@given(conv_configs())
+@SETTINGS
+def test_conv_forward_and_every_gradient(config):
+    rng = np.random.default_rng(config.seed)
+    x = rng.normal(size=config.input_shape)
+    weight = rng.normal(size=(config.filters, config.channels) + config.kernel)
+    bias = rng.normal(size=config.filters)
+
+    out, cache = F.conv2d_forward(x, weight, bias, config.stride, config.padding)
+    delta = rng.normal(size=out.shape)
+    grad_x, grad_weight, grad_bias = F.conv2d_backward(delta, cache)
+
+    geometry = (config.stride, config.padding)
+    for n in range(config.batch):
+        _assert_close(out[n], R.conv_forward(x[n], weight, bias, *geometry))
+        _assert_close(grad_x[n], R.conv_backward_delta(delta[n], weight, x.shape[1:],
+                                                       *geometry))
+    _assert_close(grad_weight, sum(R.conv_weight_gradient(x[n], delta[n], config.kernel,
+                                                          *geometry)
+                                   for n in range(config.batch)))
+    _assert_close(grad_bias, sum(R.conv_bias_gradient(delta[n]) for n in range(config.batch)))
+
+
+@given(conv_configs())
+@settings(max_examples=20, deadline=None)
+def test_conv_delta_times_f_prime_equals_conv_then_relu_backward(config):
+    """Eq. 5.2 in one step equals the fast conv backward followed by ReLU's."""
+    rng = np.random.default_rng(config.seed)
+    net_prev = rng.normal(size=config.input_shape)
+    a_prev, relu_cache = F.relu_forward(net_prev)
+    weight = rng.normal(size=(config.filters, config.channels) + config.kernel)
+    out, cache = F.conv2d_forward(a_prev, weight, None, config.stride, config.padding)
+    delta = rng.normal(size=out.shape)
+    delta_prev = F.relu_backward(F.conv2d_backward(delta, cache)[0], relu_cache)
+
+    for n in range(config.batch):
+        expected = R.conv_backward_delta(delta[n], weight, net_prev.shape[1:], config.stride,
+                                         config.padding, net_prev=net_prev[n],
+                                         activation_derivative=R.relu_derivative)
+        _assert_close(delta_prev[n], expected)
+
+
+# Overlapping 3x3 windows at stride 1 on values 0, 1, 2: ties in most windows.
+@example(Config(batch=1, channels=1, filters=0, height=4, width=4, kernel=(3, 3),
+                stride=(1, 1), padding=(1, 1), seed=3), True)
+@given(pool_configs(), st.booleans())
+@SETTINGS
+def test_max_pool_forward_and_backward(config, ties):
+    rng = np.random.default_rng(config.seed)
+    if ties:
+        # Few distinct values: windows hold equal maxima, and the gradient
+        # pins which of them takes δ (the first in row-major order).
+        x = rng.integers(0, 3, size=config.input_shape).astype(np.float64)
+    else:
+        x = rng.normal(size=config.input_shape)
+    args = (config.kernel, config.stride, config.padding)
+
+    out, cache = F.max_pool2d_forward(x, *args)
+    delta = rng.normal(size=out.shape)
+    grad_x = F.max_pool2d_backward(delta, cache)
+    for n in range(config.batch):
+        _assert_close(out[n], R.max_pool_forward(x[n], *args))
+        _assert_close(grad_x[n], R.max_pool_backward(x[n], delta[n], *args))
+
+
+@example(Config(batch=1, channels=2, filters=0, height=7, width=5, kernel=(2, 2),
+                stride=None, padding=(0, 0), seed=4))
+@given(pool_configs())
+@SETTINGS
+def test_mean_pool_forward_and_backward(config):
+    rng = np.random.default_rng(config.seed)
+    x = rng.normal(size=config.input_shape)
+    args = (config.kernel, config.stride, config.padding)
+
+    out, cache = F.avg_pool2d_forward(x, *args)
+    delta = rng.normal(size=out.shape)
+    grad_x = F.avg_pool2d_backward(delta, cache)
+    for n in range(config.batch):
+        _assert_close(out[n], R.mean_pool_forward(x[n], *args))
+        _assert_close(grad_x[n], R.mean_pool_backward(x[n], delta[n], *args))
+
+
+@given(batch=st.integers(1, 4), n_in=st.integers(1, 8), n_out=st.integers(1, 8),
+       has_bias=st.booleans(), seed=st.integers(0, 2**32 - 1))
+@SETTINGS
+def test_linear_forward_and_every_gradient(batch, n_in, n_out, has_bias, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(batch, n_in))
+    weight = rng.normal(size=(n_out, n_in))
+    bias = rng.normal(size=n_out) if has_bias else None
+
+    out, cache = F.linear_forward(x, weight, bias)
+    delta = rng.normal(size=out.shape)
+    grad_x, grad_weight, grad_bias = F.linear_backward(delta, cache)
+
+    grads = [R.fc_backward(x[n], weight, delta[n]) for n in range(batch)]
+    for n in range(batch):
+        _assert_close(out[n], R.fc_forward(x[n], weight, bias))
+        _assert_close(grad_x[n], grads[n][0])
+    _assert_close(grad_weight, sum(g[1] for g in grads))
+    if has_bias:
+        _assert_close(grad_bias, sum(g[2] for g in grads))
+    else:
+        assert grad_bias is None
+
+
+@given(ma=st.integers(1, 6), na=st.integers(1, 6), mb=st.integers(1, 6), nb=st.integers(1, 6),
+       seed=st.integers(0, 2**32 - 1))
+@SETTINGS
+def test_full_convolution_is_cross_correlation_with_the_rotated_filter(ma, na, mb, nb, seed):
+    """Eq. 4.5 equals padding A by (mb-1, nb-1) and cross-correlating with rot180(B)."""
+    rng = np.random.default_rng(seed)
+    a = rng.normal(size=(ma, na))
+    b = rng.normal(size=(mb, nb))
+    padded = R.zero_pad(a[None], (mb - 1, nb - 1))[0]
+    _assert_close(R.full_convolution(a, b), R.cross_correlation(padded, R.rot180(b)))
