@@ -9,9 +9,11 @@ in float64, sample by sample. Parameter gradients of the batch are the sums
 of the per-sample gradients.
 """
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -201,3 +203,23 @@ def test_full_convolution_is_cross_correlation_with_the_rotated_filter(ma, na, m
     b = rng.normal(size=(mb, nb))
     padded = R.zero_pad(a[None], (mb - 1, nb - 1))[0]
     _assert_close(R.full_convolution(a, b), R.cross_correlation(padded, R.rot180(b)))
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: R.conv_forward(np.zeros((2, 5, 5)), np.zeros((1, 3, 3, 3)), [0.0]), "depth 3"),
+    (lambda: R.conv_forward(np.zeros((1, 2, 2)), np.zeros((1, 1, 3, 3)), [0.0]), "larger"),
+    (lambda: R.conv_forward(np.zeros((5, 5)), np.zeros((1, 1, 3, 3)), [0.0]), "3 dimensions"),
+    (lambda: R.conv_forward(np.zeros((1, 5, 5)), np.zeros((1, 1, 3, 3)), [0.0], stride=0),
+     "positive"),
+    (lambda: R.conv_backward_delta(np.zeros((1, 2, 2)), np.zeros((1, 1, 3, 3)), (1, 5, 5)),
+     "output's shape"),
+    (lambda: R.conv_backward_delta(np.zeros((1, 3, 3)), np.zeros((1, 1, 3, 3)), (1, 5, 5),
+                                   net_prev=np.zeros((1, 5, 5))), "together"),
+    (lambda: R.max_pool_forward(np.zeros((1, 4, 4)), 2, padding=2), "half the kernel"),
+    (lambda: R.mean_pool_backward(np.zeros((1, 4, 4)), np.zeros((1, 3, 3)), 2),
+     "output's shape"),
+    (lambda: R.fc_forward(np.zeros(3), np.zeros((2, 4)), None), "(4,)"),
+])
+def test_bad_input_raises_a_clear_value_error(call, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        call()

@@ -358,17 +358,15 @@ def _stride_one_map(delta: np.ndarray, stride, shape: tuple[int, int]) -> np.nda
     return out
 
 
-def _check_delta(delta, n_filters: int, input_shape, kernel, stride, padding, name: str):
-    """δ as a float64 (N, H2, W2) array of the shape the forward produced."""
-    delta = _array(delta, 3, "(N, H2, W2)", f"{name} delta")
+def _check_delta_shape(delta: np.ndarray, input_shape, kernel, stride, padding,
+                       name: str) -> None:
+    """Raise ``ValueError`` unless δ (N, H2, W2) has the layer output's shape."""
     _, h, w = input_shape
     (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
-    _check_fits(input_shape, kernel, padding, name)
-    expected = (n_filters, output_size(h, kh, ph, sh), output_size(w, kw, pw, sw))
+    expected = (delta.shape[0], output_size(h, kh, ph, sh), output_size(w, kw, pw, sw))
     if delta.shape != expected:
         raise ValueError(f"{name}: delta must have the layer output's shape {expected}, "
                          f"got {delta.shape}")
-    return delta
 
 
 def conv_backward_delta(delta, filters, input_shape, stride=1, padding=0,
@@ -407,13 +405,18 @@ def conv_backward_delta(delta, filters, input_shape, stride=1, padding=0,
     """
     filters = _array(filters, 4, "(N, D, KH, KW)", "conv_backward_delta filters")
     n_filters, depth, kh, kw = filters.shape
-    depth_in, h, w = input_shape
-    if depth_in != depth:
+    input_shape = tuple(input_shape)
+    if len(input_shape) != 3 or input_shape[0] != depth:
         raise ValueError(f"conv_backward_delta: the filters have depth {depth}, so the input "
-                         f"shape must be ({depth}, H, W), got {tuple(input_shape)}")
+                         f"shape must be ({depth}, H, W), got {input_shape}")
+    _, h, w = input_shape
     (sh, sw), (ph, pw) = pair(stride, "stride", 1), pair(padding, "padding", 0)
-    delta = _check_delta(delta, n_filters, input_shape, (kh, kw), (sh, sw), (ph, pw),
-                         "conv_backward_delta")
+    _check_fits(input_shape, (kh, kw), (ph, pw), "conv_backward_delta")
+    delta = _array(delta, 3, "(N, H2, W2)", "conv_backward_delta delta")
+    if delta.shape[0] != n_filters:
+        raise ValueError(f"conv_backward_delta: delta must have one map per filter, "
+                         f"({n_filters}, H2, W2), got {delta.shape}")
+    _check_delta_shape(delta, input_shape, (kh, kw), (sh, sw), (ph, pw), "conv_backward_delta")
     if (net_prev is None) != (activation_derivative is None):
         raise ValueError("conv_backward_delta: give net_prev and activation_derivative "
                          "together, or neither")
@@ -459,14 +462,13 @@ def conv_weight_gradient(x, delta, kernel_size, stride=1, padding=0) -> np.ndarr
     kh, kw = pair(kernel_size, "kernel_size", 1)
     (sh, sw), (ph, pw) = pair(stride, "stride", 1), pair(padding, "padding", 0)
     delta = _array(delta, 3, "(N, H2, W2)", "conv_weight_gradient delta")
-    n_filters = delta.shape[0]
-    delta = _check_delta(delta, n_filters, x.shape, (kh, kw), (sh, sw), (ph, pw),
-                         "conv_weight_gradient")
+    _check_fits(x.shape, (kh, kw), (ph, pw), "conv_weight_gradient")
+    _check_delta_shape(delta, x.shape, (kh, kw), (sh, sw), (ph, pw), "conv_weight_gradient")
 
     x_padded = zero_pad(x, (ph, pw))
     depth, hp, wp = x_padded.shape
-    grad = np.zeros((n_filters, depth, kh, kw))
-    for k in range(n_filters):
+    grad = np.zeros((delta.shape[0], depth, kh, kw))
+    for k in range(delta.shape[0]):
         delta_k = _stride_one_map(delta[k], (sh, sw), (hp - kh + 1, wp - kw + 1))
         for d in range(depth):
             grad[k, d] = cross_correlation(x_padded[d], delta_k)
