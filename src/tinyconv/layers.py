@@ -131,8 +131,9 @@ class Module:
         """Copy arrays from ``state`` (a mapping name -> array) into the module.
 
         Names and shapes must match :meth:`state_dict` exactly; otherwise a
-        ValueError lists what is missing, unexpected or mis-shaped, and the
-        module is left unchanged.
+        ValueError lists what is missing, unexpected or mis-shaped (a
+        TypeError names an array that is not numeric), and the module is left
+        unchanged.
         """
         own = self.state_dict()
         missing = sorted(set(own) - set(state))
@@ -140,12 +141,15 @@ class Module:
         if missing or unexpected:
             raise ValueError(f"state does not fit the model: missing {missing}, "
                              f"unexpected {unexpected}")
+        # Every array is read and checked before the first is copied, so that
+        # a bad entry cannot leave the model half loaded.
+        arrays = {name: F.as_float_array(state[name], f"state {name!r}") for name in own}
         for name, array in own.items():
-            if np.shape(state[name]) != array.shape:
-                raise ValueError(f"state {name!r} has shape {np.shape(state[name])}, "
+            if arrays[name].shape != array.shape:
+                raise ValueError(f"state {name!r} has shape {arrays[name].shape}, "
                                  f"the model needs {array.shape}")
         for name, array in own.items():
-            array[...] = state[name]
+            array[...] = arrays[name]
 
     def zero_grad(self) -> None:
         """Set every parameter's gradient to zero."""
