@@ -46,11 +46,13 @@ __all__ = [
     "tanh",
     "tanh_derivative",
     "conv_at",
+    "conv_terms",
     "conv_forward",
     "cross_correlation",
     "full_convolution",
     "rot180",
     "expand_sensitivity_map",
+    "stride_one_map",
     "conv_backward_delta",
     "conv_weight_gradient",
     "conv_bias_gradient",
@@ -198,14 +200,36 @@ def conv_at(x_padded, weights, bias, i: int, j: int, stride=1) -> float:
     Returns:
         net_{i,j}, a float.
     """
+    total = float(bias)
+    for _, _, product in conv_terms(x_padded, weights, i, j, stride):
+        total += product
+    return total
+
+
+def conv_terms(x_padded, weights, i: int, j: int, stride=1) -> list[tuple[float, float, float]]:
+    """The terms of eq. 4.4's sum for output (i, j), as the tutorial writes them out.
+
+    One ``(w_{d,m,n}, x_{d, i·S+m, j·S+n}, w·x)`` triple per weight, in the
+    order d, m, n (row by row, channel after channel): the window of the
+    input the filter covers, its "receptive field". :func:`conv_at` adds
+    these products to the bias.
+
+    Args:
+        x_padded: (D, HP, WP). weights: (D, KH, KW). i, j: the output position.
+        stride: int S or (SH, SW).
+
+    Returns:
+        A list of D·KH·KW ``(weight, input, product)`` float triples.
+    """
     sh, sw = pair(stride, "stride", 1)
     depth, kh, kw = weights.shape
-    total = float(bias)
+    terms = []
     for d in range(depth):
         for m in range(kh):
             for n in range(kw):
-                total += weights[d, m, n] * x_padded[d, i * sh + m, j * sw + n]
-    return total
+                w, x = float(weights[d, m, n]), float(x_padded[d, i * sh + m, j * sw + n])
+                terms.append((w, x, w * x))
+    return terms
 
 
 def conv_forward(x, filters, biases, stride=1, padding=0, activation=None) -> np.ndarray:
@@ -345,12 +369,19 @@ def expand_sensitivity_map(delta, stride) -> np.ndarray:
     return out
 
 
-def _stride_one_map(delta: np.ndarray, stride, shape: tuple[int, int]) -> np.ndarray:
+def stride_one_map(delta: np.ndarray, stride, shape: tuple[int, int]) -> np.ndarray:
     """The sensitivity map a stride-1 layer would have, of size ``shape``.
 
     The expanded map is short of the stride-1 size when eq. 4.2 floored: the
     last rows and columns that no stride-S window reached. Their outputs were
     never computed, so their δ is 0 too.
+
+    Args:
+        delta: (H2, W2). stride: int S or (SH, SW).
+        shape: (HP - KH + 1, WP - KW + 1), the stride-1 output size.
+
+    Returns:
+        ``shape``, the expanded map (:func:`expand_sensitivity_map`) at its top left.
     """
     expanded = expand_sensitivity_map(delta, stride)
     out = np.zeros(shape)
@@ -425,7 +456,7 @@ def conv_backward_delta(delta, filters, input_shape, stride=1, padding=0,
     stride_one_shape = (hp - kh + 1, wp - kw + 1)
     delta_padded_input = np.zeros((depth, hp, wp))
     for k in range(n_filters):
-        delta_k = _stride_one_map(delta[k], (sh, sw), stride_one_shape)
+        delta_k = stride_one_map(delta[k], (sh, sw), stride_one_shape)
         for d in range(depth):
             delta_padded_input[d] += full_convolution(delta_k, filters[k, d])
 
@@ -469,7 +500,7 @@ def conv_weight_gradient(x, delta, kernel_size, stride=1, padding=0) -> np.ndarr
     depth, hp, wp = x_padded.shape
     grad = np.zeros((delta.shape[0], depth, kh, kw))
     for k in range(delta.shape[0]):
-        delta_k = _stride_one_map(delta[k], (sh, sw), (hp - kh + 1, wp - kw + 1))
+        delta_k = stride_one_map(delta[k], (sh, sw), (hp - kh + 1, wp - kw + 1))
         for d in range(depth):
             grad[k, d] = cross_correlation(x_padded[d], delta_k)
     return grad
