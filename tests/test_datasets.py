@@ -192,7 +192,7 @@ def test_server_down_says_where_it_looked_and_how_to_get_the_files(clean_env, mo
     assert message.startswith("Fashion-MNIST not found. Looked in:")
     for place in ("user", "cache/tinyconv/fashion-mnist", "debian"):
         assert str(clean_env / place) in message
-    assert f"Downloading from {url} failed" in message
+    assert f"Download failed: could not download {url}train-images-idx3-ubyte.gz" in message
     assert "apt-get install dataset-fashion-mnist" in message
     assert KNOWN["fashion-mnist"].mirror in message and "--data-dir" in message
     assert not (clean_env / "cache" / "tinyconv" / "fashion-mnist").exists()
@@ -289,3 +289,12 @@ def test_image_folder_problems_are_named(tmp_path):
     with pytest.raises(ValueError, match="broken.png is not an image"):
         load_dataset(tmp_path / "empty")
 
+
+
+def test_missing_file_on_the_mirror_names_its_url(clean_env, mirror, monkeypatch):
+    served, url = mirror
+    use_checksums(monkeypatch, make_files(served))
+    (served / "t10k-images-idx3-ubyte.gz").unlink()
+    with pytest.raises(DataNotFound) as caught:
+        load_dataset("fashion-mnist", mirror=url)
+    assert f"could not download {url}t10k-images-idx3-ubyte.gz: HTTP Error 404" in str(caught.value)

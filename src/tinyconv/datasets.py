@@ -30,6 +30,7 @@ default, aspect ratio kept, inverted when its background is light.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import urllib.request
 from dataclasses import dataclass
@@ -247,9 +248,9 @@ def download_dataset(name: str, directory=None, mirror: str | None = None,
     Each file is fetched from ``mirror`` (default: the dataset's official
     mirror) into memory, its SHA-256 compared with :data:`KNOWN`, and only
     then written, atomically; ``log``, if given, is called with a line per
-    file. Returns the directory. Raises ``OSError`` (``urllib.error.URLError``
-    included) when a download fails and ``ValueError`` when a file's checksum
-    is wrong; the files already verified stay, nothing else is written.
+    file. Returns the directory. Raises ``OSError`` naming the URL when a
+    download fails and ``ValueError`` when a file's checksum is wrong; the
+    files already verified stay, nothing else is written.
     """
     known = _known(name)
     directory = Path(directory) if directory is not None else cache_dir(name)
@@ -258,8 +259,11 @@ def download_dataset(name: str, directory=None, mirror: str | None = None,
         url = mirror.rstrip("/") + "/" + file_name
         if log:
             log(f"downloading {url}")
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            data = response.read()
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as response:
+                data = response.read()
+        except (OSError, http.client.HTTPException) as error:
+            raise OSError(f"could not download {url}: {error}") from error
         digest = hashlib.sha256(data).hexdigest()
         if digest != known.sha256[file_name]:
             raise ValueError(f"checksum mismatch for {url}: SHA-256 {digest}, expected "
@@ -275,7 +279,8 @@ def load_dataset(name_or_dir, split: str = "train", data_dir=None, download: boo
     """The ``split`` (``"train"`` or ``"test"``) of a known dataset or an image folder.
 
     ``name_or_dir`` is a name in :data:`KNOWN` or the path of an image folder
-    (see the module docstring). For a known dataset, ``data_dir`` is the first
+    (see the module docstring); a name wins, so a folder called ``mnist`` is
+    given as ``"./mnist"``. For a known dataset, ``data_dir`` is the first
     place looked in, and ``download`` allows fetching the files into the cache
     (from ``mirror``, default the official one) when found nowhere; images
     come as (N, 1, 28, 28). ``size`` and ``channels`` set the shape an image
@@ -304,9 +309,8 @@ def _load_known(known: KnownDataset, split, data_dir, download, mirror, log) -> 
         try:
             directory = download_dataset(known.name, mirror=mirror, log=log)
         except (OSError, ValueError) as error:
-            url = mirror or known.mirror
             raise DataNotFound(_not_found_message(
-                known, data_dir, f"Downloading from {url} failed: {error}")) from None
+                known, data_dir, f"Download failed: {error}")) from None
     image_file, label_file = (_file_in(directory, f) for f in known.files[split])
     images, labels = read_idx(image_file), read_idx(label_file)
     if images.ndim != 3 or images.dtype != np.uint8:
