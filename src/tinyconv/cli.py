@@ -1,0 +1,464 @@
+"""The ``tinyconv`` command line: train a CNN, evaluate it, ask it about pictures.
+
+::
+
+    tinyconv train    [--data NAME|DIR] [--arch PRESET|SPEC] [--epochs N] ... [--out DIR]
+    tinyconv evaluate MODEL [--data NAME|DIR] [--json]
+    tinyconv predict  MODEL IMAGE... [--top K]
+    tinyconv summary  PRESET|SPEC|MODEL
+
+Each subcommand is a :class:`Command`: its name, a function that adds its
+arguments to an argparse parser and a function that runs it with the parsed
+arguments. A new subcommand is one more entry in :data:`COMMANDS`.
+
+Exit status: 0 on success; 1 when training diverged; 2 on bad usage or bad
+input, with one line ``tinyconv: error: ...`` on stderr and never a
+traceback; 130 when interrupted with Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from . import optim
+from .datasets import KNOWN, DataNotFound, load_dataset
+from .images import prepare_image
+from .loader import Augment, Normalization, train_val_split
+from .serialize import ModelFileError, load_model, save_model
+from .spec import PRESETS, SpecError, build, input_shape, resolve
+from .summary import summary
+from .train import CHECKPOINT, TrainingDiverged, evaluate, fit, predict_proba
+
+__all__ = ["Command", "COMMANDS", "build_parser", "main"]
+
+PROG = "tinyconv"
+
+EXIT_OK, EXIT_DIVERGED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+# Errors that mean "the input was wrong": reported in one line, exit status 2.
+BAD_INPUT_ERRORS = (DataNotFound, ModelFileError, SpecError, ValueError, TypeError,
+                    OSError, ImportError)
+
+
+#: The training settings each preset is tuned for ("custom": for a spec given
+#: as text); each option given on the command line overrides its setting.
+PRESET_TRAINING = {
+    "tutorial": dict(optimizer="adam", lr=3e-3, epochs=5, weight_decay=0.0, schedule="none",
+                     augment=False),
+    "lenet5": dict(optimizer="adam", lr=1e-3, epochs=5, weight_decay=0.0, schedule="none",
+                   augment=False),
+    "default": dict(optimizer="adam", lr=1e-3, epochs=5, weight_decay=0.0, schedule="cosine",
+                    augment=False),
+    "strong": dict(optimizer="sgd", lr=0.05, epochs=20, weight_decay=5e-4, schedule="cosine",
+                   augment=True),
+    "custom": dict(optimizer="adam", lr=1e-3, epochs=5, weight_decay=0.0, schedule="none",
+                   augment=False),
+}
+
+
+@dataclass(frozen=True)
+class Command:
+    """A subcommand: ``add_arguments(parser)`` declares its options,
+    ``run(args)`` does the work and returns an exit status (None means 0)."""
+
+    name: str
+    help: str
+    description: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int | None]
+
+
+class UsageError(Exception):
+    """A command line that argparse could not make sense of."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line, like every other error."""
+
+    def error(self, message):
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+# ---------------------------------------------------------------- argument types
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number of at least 1, got {value}")
+    return value
+
+
+def _natural(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number of at least 0, got {value}")
+    return value
+
+
+def _float_in(low: float, high: float, *, low_open: bool = False, high_open: bool = False):
+    """An argparse type: a finite float in the interval from ``low`` to ``high``."""
+    interval = f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        too_low = value <= low if low_open else value < low
+        too_high = value >= high if high_open else value > high
+        if not math.isfinite(value) or too_low or too_high:
+            raise argparse.ArgumentTypeError(f"expected a number in {interval}, got {text}")
+        return value
+
+    return parse
+
+
+def _add_data_arguments(parser: argparse.ArgumentParser, default: str | None) -> None:
+    """The options that say where the images come from (train and evaluate)."""
+    shown = default or "the data the model was trained on"
+    parser.add_argument("--data", default=default, metavar="NAME|DIR",
+                        help="'fashion-mnist', 'mnist', or a folder of your own images "
+                             "with one subfolder per class (and train/ and test/ "
+                             f"subfolders for a test split) (default: {shown})")
+    parser.add_argument("--data-dir", metavar="DIR",
+                        help="look for the dataset files here first, then in "
+                             "$TINYCONV_DATA, ~/.cache/tinyconv and "
+                             "/usr/share/datasets; if absent they are downloaded into "
+                             "~/.cache/tinyconv")
+    parser.add_argument("--no-download", dest="download", action="store_false",
+                        help="never download: fail if the dataset files are not found")
+    parser.add_argument("--mirror", metavar="URL",
+                        help="download from this mirror instead of the official one")
+    parser.add_argument("--limit-test", type=_positive_int, metavar="N",
+                        help="use only the first N test images (for quick trials)")
+
+
+def _load(args: argparse.Namespace, split: str, limit: int | None, shape):
+    """The ``split`` of ``args.data``, cut to its first ``limit`` images if given.
+
+    ``shape`` is the model's input (C, H, W): an image folder's pictures are
+    prepared to it, and a named dataset must already have it.
+    """
+    channels, height, width = shape
+    dataset = load_dataset(args.data, split, data_dir=args.data_dir, download=args.download,
+                           mirror=args.mirror, size=(height, width), channels=channels,
+                           log=_say)
+    if dataset.images.shape[1:] != tuple(shape):
+        raise ValueError(f"the model takes images of shape {tuple(shape)} (C, H, W), but "
+                         f"{dataset.name} has {dataset.images.shape[1:]}")
+    return dataset.subset(np.arange(min(limit, len(dataset)))) if limit else dataset
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
+def _one_line(message) -> str:
+    """A possibly multi-line error message as one line (lists joined with '; ')."""
+    lines = [line.strip().removeprefix("- ") for line in str(message).splitlines()]
+    text = ""
+    for line in filter(None, lines):
+        text += line if not text else (" " if text.endswith(":") else "; ") + line
+    return text
+
+
+def _error_text(error: BaseException) -> str:
+    """The one line that reports ``error``."""
+    if isinstance(error, SpecError):
+        # The message's caret line cannot survive being joined into one
+        # line, so the position is marked inside the spec's text instead.
+        lines = error.text.splitlines() or [""]
+        source, column = lines[error.line - 1], error.column - 1
+        where = str(error).splitlines()[0]
+        return f"{where}: {source[:column]}<here>{source[column:]}"
+    if isinstance(error, OSError) and error.filename and error.strerror:
+        return f"{error.filename}: {error.strerror}"
+    return _one_line(error) or type(error).__name__
+
+
+# ---------------------------------------------------------------------- train
+
+def _train_arguments(parser: argparse.ArgumentParser) -> None:
+    _add_data_arguments(parser, default="fashion-mnist")
+    parser.add_argument("--limit-train", type=_positive_int, metavar="N",
+                        help="use only the first N training images (for quick trials)")
+    parser.add_argument("--arch", default="default", metavar="PRESET|SPEC",
+                        help=f"a preset ({', '.join(PRESETS)}) or a spec such as "
+                             "'INPUT(1,28,28) -> [CONV(8,3,pad=1) -> MAXPOOL(2)]*2 -> "
+                             "FC(10)' (default: default)")
+    parser.add_argument("--epochs", type=_positive_int, metavar="N",
+                        help="passes over the training set (default: the preset's)")
+    parser.add_argument("--batch-size", type=_positive_int, default=64, metavar="N",
+                        help="images per gradient step (default: 64)")
+    parser.add_argument("--optimizer", choices=("sgd", "adam"),
+                        help="(default: the preset's)")
+    parser.add_argument("--lr", type=_float_in(0, math.inf, low_open=True), metavar="X",
+                        help="learning rate (default: the preset's)")
+    parser.add_argument("--momentum", type=_float_in(0, 1, high_open=True), default=0.9,
+                        metavar="X", help="SGD momentum (default: 0.9)")
+    parser.add_argument("--weight-decay", type=_float_in(0, math.inf), metavar="X",
+                        help="L2 weight decay (default: the preset's)")
+    parser.add_argument("--schedule", choices=("none", "step", "cosine"),
+                        help="learning-rate schedule: step divides it by 10 after each "
+                             "third of the epochs, cosine anneals it to 0 "
+                             "(default: the preset's)")
+    parser.add_argument("--val-fraction", type=_float_in(0, 1, high_open=True),
+                        default=0.1, metavar="X",
+                        help="share of the training images held out for validation; 0 "
+                             "holds none out (no validation, no early stopping) "
+                             "(default: 0.1)")
+    parser.add_argument("--augment", action=argparse.BooleanOptionalAction,
+                        help="random shifts of up to 2 pixels and horizontal flips "
+                             "(default: the preset's)")
+    parser.add_argument("--patience", type=_positive_int, metavar="N",
+                        help="stop early after N epochs without a better validation "
+                             "loss (default: never)")
+    parser.add_argument("--seed", type=_natural, default=0,
+                        help="seed of every random choice: the same seed gives the same "
+                             "model, bit for bit (default: 0)")
+    parser.add_argument("--out", type=Path, metavar="DIR",
+                        help="where model.npz, the checkpoint and the history go "
+                             "(default: runs/<preset>)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from the checkpoint in --out")
+
+
+def _training_settings(args: argparse.Namespace, preset: str | None) -> dict:
+    """The preset's recommended settings, overridden by the options given."""
+    settings = dict(PRESET_TRAINING[preset or "custom"])
+    for name in settings:
+        if getattr(args, name) is not None:
+            settings[name] = getattr(args, name)
+    return settings
+
+
+def _optimizer(settings: dict, model, momentum: float):
+    params = model.parameters()
+    if settings["optimizer"] == "adam":
+        optimizer = optim.Adam(params, lr=settings["lr"], weight_decay=settings["weight_decay"])
+    else:
+        optimizer = optim.SGD(params, lr=settings["lr"], momentum=momentum,
+                              weight_decay=settings["weight_decay"])
+    if settings["schedule"] == "step":
+        return optimizer, optim.StepLR(optimizer, step_size=math.ceil(settings["epochs"] / 3))
+    if settings["schedule"] == "cosine":
+        return optimizer, optim.CosineLR(optimizer, total_epochs=settings["epochs"])
+    return optimizer, None
+
+
+def run_train(args: argparse.Namespace) -> int | None:
+    spec = resolve(args.arch)
+    preset = args.arch.strip().lower() if args.arch.strip().lower() in PRESETS else None
+    settings = _training_settings(args, preset)
+    out = args.out or Path("runs") / (preset or "custom")
+    shape = input_shape(spec)
+    data = _load(args, "train", args.limit_train, shape)
+    test = _load(args, "test", args.limit_test, shape)
+
+    rng = np.random.default_rng(args.seed)
+    train_idx, val_idx = train_val_split(len(data), args.val_fraction, rng)
+    train, val = data.subset(train_idx), data.subset(val_idx) if len(val_idx) else None
+    normalization = Normalization.fit(train.images)
+    model = build(spec, rng=rng)
+    optimizer, scheduler = _optimizer(settings, model, args.momentum)
+    augment = Augment(max_shift=2, hflip=True) if settings["augment"] else None
+    n_params = sum(p.size for p in model.parameters())
+    print(f"model: {spec} ({n_params:,} parameters)")
+    print(f"data: {data.name}, {len(train)} training and {len(val_idx)} validation images; "
+          f"{settings['optimizer']} lr {settings['lr']:g}, {settings['epochs']} epochs, "
+          f"schedule {settings['schedule']}, augmentation {'on' if augment else 'off'}",
+          flush=True)
+
+    start = time.perf_counter()
+    try:
+        history = fit(model, train, val, epochs=settings["epochs"], batch_size=args.batch_size,
+                      optimizer=optimizer, scheduler=scheduler, seed=args.seed,
+                      normalization=normalization, augment=augment, out_dir=out,
+                      resume=args.resume, patience=args.patience, log=_say, spec=spec,
+                      classes=data.classes)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted; the last checkpoint is kept in {out / CHECKPOINT} "
+              f"(continue with --resume)", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    seconds = time.perf_counter() - start
+
+    result = evaluate(model, test, normalization)
+    metadata = {
+        "data": data.name if data.name in KNOWN else str(Path(data.name).resolve()),
+        "arch": args.arch, "epochs": len(history), "batch_size": args.batch_size,
+        "optimizer": settings["optimizer"], "lr": settings["lr"],
+        "weight_decay": settings["weight_decay"], "schedule": settings["schedule"],
+        "augment": bool(augment), "seed": args.seed, "train_images": len(train),
+        "train_seconds": round(seconds, 1), "test_accuracy": result.accuracy,
+        "test_loss": result.loss, "test_images": result.n,
+    }
+    save_model(out / "model.npz", model, spec, data.classes, normalization, metadata)
+    print(f"test accuracy {result.accuracy:.2%} (loss {result.loss:.4f}) on {result.n} "
+          f"test images, after {len(history)} epochs in {seconds:.0f} s")
+    print(f"model saved to {out / 'model.npz'}; history in {out / 'history.csv'} and "
+          f"{out / 'history.json'}")
+
+
+# ------------------------------------------------------------------- evaluate
+
+def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", type=Path, metavar="MODEL", help="a model.npz file")
+    _add_data_arguments(parser, default=None)
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON object (accuracy, loss, n, confusion, classes)")
+
+
+def run_evaluate(args: argparse.Namespace) -> None:
+    loaded = load_model(args.model)
+    if args.data is None:
+        args.data = loaded.metadata.get("data", "fashion-mnist")
+    test = _load(args, "test", args.limit_test, input_shape(loaded.spec))
+    _check_classes(loaded.classes, test)
+    result = evaluate(loaded.model, test, loaded.normalization)
+    if args.json:
+        print(json.dumps({"model": str(args.model), "data": test.name,
+                          "accuracy": result.accuracy, "loss": result.loss, "n": result.n,
+                          "classes": loaded.classes,
+                          "confusion": np.asarray(result.confusion).tolist()}))
+        return
+    print(f"{args.model} on {result.n} test images of {test.name}: "
+          f"accuracy {result.accuracy:.2%}, loss {result.loss:.4f}")
+    print()
+    print(confusion_table(result.confusion, loaded.classes))
+
+
+def _check_classes(classes: list[str], data) -> None:
+    """Refuse data whose classes are not the ones the model was trained to tell apart."""
+    if list(data.classes) != list(classes):
+        raise ValueError(f"the model knows the classes {classes}, but {data.name} has "
+                         f"{data.classes}")
+
+
+def confusion_table(confusion, classes: list[str]) -> str:
+    """The confusion matrix as text: a row per true class, a column per predicted
+    class (numbered like the rows), and each class's share predicted right."""
+    confusion = np.asarray(confusion)
+    names = [f"{k} {name}" for k, name in enumerate(classes)]
+    name_width = max(len(name) for name in names)
+    cell = max(4, len(str(confusion.max(initial=0))) + 1)
+    header = " " * name_width + "".join(f"{k:>{cell}}" for k in range(len(classes)))
+    lines = ["rows: true class, columns: predicted class",
+             header + "  correct"]
+    for k, name in enumerate(names):
+        total = confusion[k].sum()
+        correct = f"{confusion[k, k] / total:8.1%}" if total else "       -"
+        lines.append(f"{name:<{name_width}}" + "".join(f"{n:>{cell}}" for n in confusion[k])
+                     + " " + correct)
+    return "\n".join(lines)
+
+
+# -------------------------------------------------------------------- predict
+
+def _predict_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", type=Path, metavar="MODEL", help="a model.npz file")
+    parser.add_argument("images", type=Path, nargs="+", metavar="IMAGE",
+                        help="PNG or JPEG files")
+    parser.add_argument("--top", type=_positive_int, default=3, metavar="K",
+                        help="how many of the likeliest classes to show (default: 3)")
+
+
+def run_predict(args: argparse.Namespace) -> None:
+    loaded = load_model(args.model)
+    channels, height, width = input_shape(loaded.spec)
+    # Prepare every picture first, so that a bad file stops the command
+    # before it prints anything.
+    prepared = [prepare_image(path, (height, width), channels) for path in args.images]
+    images = np.stack([image for image, _ in prepared])
+    probabilities = predict_proba(loaded.model, loaded.normalization(images))
+    top = min(args.top, len(loaded.classes))
+    for path, (_, inverted), row in zip(args.images, prepared, probabilities):
+        note = " (light background: inverted)" if inverted else ""
+        print(f"{path}{note}")
+        for k in np.argsort(-row, kind="stable")[:top]:
+            print(f"  {row[k]:7.2%}  {loaded.classes[k]}")
+
+
+# -------------------------------------------------------------------- summary
+
+def _summary_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("arch", metavar="PRESET|SPEC|MODEL",
+                        help=f"a preset ({', '.join(PRESETS)}), a spec, or a model.npz file")
+
+
+def run_summary(args: argparse.Namespace) -> None:
+    path = Path(args.arch)
+    if path.suffix == ".npz" or path.is_file():
+        loaded = load_model(path)
+        spec, model = loaded.spec, loaded.model
+    else:
+        spec = resolve(args.arch)
+        model = build(spec, rng=0)
+    print(spec)
+    print(summary(model, input_shape(spec)))
+
+
+# ------------------------------------------------------------------ the parser
+
+COMMANDS: list[Command] = [
+    Command("train", "train a model and save it",
+            "Train a CNN on a dataset, report its test accuracy and save it.",
+            _train_arguments, run_train),
+    Command("evaluate", "accuracy, loss and confusion matrix of a saved model",
+            "Evaluate a saved model on a test set.",
+            _evaluate_arguments, run_evaluate),
+    Command("predict", "classify image files with a saved model",
+            "Classify pictures. Each is prepared the way the training images were: "
+            "made grayscale, fitted into 28x28 with its aspect ratio kept, and "
+            "inverted (light on dark) when its background is light.",
+            _predict_arguments, run_predict),
+    Command("summary", "layer-by-layer table of a model",
+            "Print one row per layer (output shape, parameters, multiply-adds) and "
+            "the totals.",
+            _summary_arguments, run_summary),
+]
+
+
+def build_parser(commands=COMMANDS) -> argparse.ArgumentParser:
+    """The ``tinyconv`` parser with one subparser per :class:`Command`."""
+    parser = _Parser(prog=PROG, description="A CNN from scratch in NumPy: train it, "
+                                            "evaluate it, ask it about your pictures.",
+                     epilog="exit status: 0 success, 1 training diverged, 2 bad usage "
+                            "or input, 130 interrupted")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for command in commands:
+        sub = subparsers.add_parser(command.name, help=command.help,
+                                    description=command.description)
+        command.add_arguments(sub)
+        sub.set_defaults(run=command.run)
+    return parser
+
+
+def main(argv=None) -> int:
+    """Run ``tinyconv`` with ``argv`` (default: ``sys.argv[1:]``); return the exit status."""
+    try:
+        args = build_parser().parse_args(argv)
+        return args.run(args) or EXIT_OK
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except TrainingDiverged as error:
+        print(f"{PROG}: error: {_error_text(error)}", file=sys.stderr)
+        return EXIT_DIVERGED
+    except (UsageError, *BAD_INPUT_ERRORS) as error:
+        print(f"{PROG}: error: {_error_text(error)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
