@@ -1,0 +1,11 @@
+"""tinyconv side by side with PyTorch: the same as `tinyconv bench`.
+
+    python benchmarks/bench.py [--batch 64 256] [--rounds 7] [--epoch] [--json FILE]
+"""
+
+import sys
+
+from tinyconv.bench import main
+
+if __name__ == "__main__":
+    sys.exit(main())

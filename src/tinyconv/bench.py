@@ -1,0 +1,404 @@
+"""The benchmark: tinyconv side by side with PyTorch on this machine's CPU.
+
+Both frameworks run in one process, on the same inputs and weights, with the
+same number of threads, and their timings are *interleaved*: every round
+times tinyconv and PyTorch back to back (alternating which goes first), so a
+machine that slows down or speeds up mid-run affects both alike. Each figure
+is the median over the rounds, with the spread (lowest to highest round).
+
+The ratio printed is **PyTorch's time divided by tinyconv's**: 1.0 means as
+fast as PyTorch, 2.0 twice as fast, 0.5 half as fast.
+
+Run it as ``tinyconv bench`` or ``python benchmarks/bench.py``. Without
+PyTorch it prints tinyconv's figures alone and says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from . import functional as F
+from . import reference
+from .layers import (AvgPool2d, BatchNorm2d, Conv2d, Dropout, Flatten, Identity, Linear,
+                     MaxPool2d, ReLU, Sequential, Sigmoid, Tanh)
+from .losses import CrossEntropyLoss
+from .optim import SGD
+from .spec import PRESETS, build
+
+try:
+    import torch
+except ImportError:  # the benchmark degrades to tinyconv-only figures
+    torch = None
+
+
+# ----------------------------------------------------------------------------
+# Timing
+# ----------------------------------------------------------------------------
+
+def _seconds_per_call(fn, reps: int) -> float:
+    start = time.perf_counter()
+    for _ in range(reps):
+        fn()
+    return (time.perf_counter() - start) / reps
+
+
+def _calibrate(fn, budget: float) -> int:
+    """How many calls fit in ``budget`` seconds (at least 1), after a warm-up."""
+    fn()
+    once = _seconds_per_call(fn, 1)
+    return max(1, int(budget / max(once, 1e-6)))
+
+
+def time_interleaved(candidates: dict, rounds: int, budget: float) -> dict:
+    """Median and spread of seconds per call for each named function.
+
+    Each round times every candidate once, in an order that rotates from
+    round to round.
+    """
+    names = list(candidates)
+    reps = {name: _calibrate(candidates[name], budget) for name in names}
+    samples = {name: [] for name in names}
+    for r in range(rounds):
+        order = names[r % len(names):] + names[:r % len(names)]
+        for name in order:
+            samples[name].append(_seconds_per_call(candidates[name], reps[name]))
+    return {name: {"median": statistics.median(s), "min": min(s), "max": max(s),
+                   "rounds": rounds, "reps": reps[name]} for name, s in samples.items()}
+
+
+# ----------------------------------------------------------------------------
+# The same network in PyTorch
+# ----------------------------------------------------------------------------
+
+def to_torch(model):
+    """A ``torch.nn.Sequential`` equal to a tinyconv model, weights copied."""
+    nn = torch.nn
+    layers = []
+    for layer in model:
+        if isinstance(layer, Conv2d):
+            t = nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size,
+                          layer.stride, layer.padding, bias=layer.bias is not None)
+        elif isinstance(layer, Linear):
+            t = nn.Linear(layer.in_features, layer.out_features, bias=layer.bias is not None)
+        elif isinstance(layer, MaxPool2d):
+            t = nn.MaxPool2d(layer.kernel_size, layer.stride, layer.padding)
+        elif isinstance(layer, AvgPool2d):
+            t = nn.AvgPool2d(layer.kernel_size, layer.stride, layer.padding)
+        elif isinstance(layer, BatchNorm2d):
+            t = nn.BatchNorm2d(layer.num_features, eps=layer.eps, momentum=layer.momentum)
+        elif isinstance(layer, Dropout):
+            t = nn.Dropout(layer.p)
+        else:
+            simple = {Flatten: nn.Flatten, ReLU: nn.ReLU, Sigmoid: nn.Sigmoid,
+                      Tanh: nn.Tanh, Identity: nn.Identity}
+            if type(layer) not in simple:
+                raise TypeError(f"no PyTorch equivalent for {type(layer).__name__}")
+            t = simple[type(layer)]()
+        own = layer.state_dict()
+        if own:
+            t.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in own.items()},
+                              strict=False)
+        layers.append(t)
+    return nn.Sequential(*layers)
+
+
+# ----------------------------------------------------------------------------
+# What is timed
+# ----------------------------------------------------------------------------
+
+def lenet5_layers(batch: int):
+    """(name, tinyconv layer, input shape) for each layer of LeNet-5."""
+    fc_stack = Sequential(Flatten(), Linear(400, 120, rng=3), ReLU(),
+                          Linear(120, 84, rng=4), ReLU(), Linear(84, 10, rng=5))
+    return [
+        ("conv 1->6 5x5 pad 2, 28x28", Conv2d(1, 6, 5, padding=2, rng=1), (batch, 1, 28, 28)),
+        ("conv 6->16 5x5, 14x14", Conv2d(6, 16, 5, rng=2), (batch, 6, 14, 14)),
+        ("max pool 2x2, 6x28x28", MaxPool2d(2), (batch, 6, 28, 28)),
+        ("avg pool 2x2, 6x28x28", AvgPool2d(2), (batch, 6, 28, 28)),
+        ("fc 400-120-84-10", fc_stack, (batch, 16, 5, 5)),
+    ]
+
+
+def _layer_candidates(layer, shape, with_torch: bool):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(shape).astype(np.float32)
+    grad = rng.standard_normal(layer.forward(x).shape).astype(np.float32)
+    forward = {"tinyconv": lambda: layer.forward(x)}
+    both = {"tinyconv": lambda: (layer.forward(x), layer.backward(grad))}
+    if with_torch:
+        t = to_torch(layer if isinstance(layer, Sequential) else Sequential(layer))
+        xt = torch.from_numpy(x).requires_grad_(True)
+        gt = torch.from_numpy(grad)
+
+        def torch_forward():
+            with torch.no_grad():
+                t(xt)
+
+        def torch_both():
+            xt.grad = None
+            t(xt).backward(gt)
+        forward["pytorch"] = torch_forward
+        both["pytorch"] = torch_both
+    return forward, both
+
+
+def _step_candidates(spec: str, batch: int, with_torch: bool):
+    """Training step (forward, loss, backward, SGD) and inference, both frameworks."""
+    model = build(spec, rng=0)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((batch, 1, 28, 28)).astype(np.float32)
+    y = rng.integers(0, 10, batch)
+    criterion = CrossEntropyLoss()
+    optimizer = SGD(model.parameters(), lr=0.01, momentum=0.9)
+
+    def step():
+        model.train()
+        optimizer.zero_grad()
+        criterion.forward(model.forward(x), y)
+        model.backward(criterion.backward())
+        optimizer.step()
+
+    def infer():
+        model.eval()
+        model.forward(x)
+
+    train, inference = {"tinyconv": step}, {"tinyconv": infer}
+    if with_torch:
+        t = to_torch(model)
+        xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+        opt = torch.optim.SGD(t.parameters(), lr=0.01, momentum=0.9)
+
+        def torch_step():
+            t.train()
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(t(xt), yt).backward()
+            opt.step()
+
+        def torch_infer():
+            t.eval()
+            with torch.no_grad():
+                t(xt)
+        train["pytorch"], inference["pytorch"] = torch_step, torch_infer
+    return train, inference
+
+
+def _reference_speedup(budget: float) -> dict:
+    """The literal reference against the fast path on LeNet-5's second conv layer."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1, 6, 14, 14))
+    w = rng.standard_normal((16, 6, 5, 5))
+    b = rng.standard_normal(16)
+    literal = _seconds_per_call(lambda: reference.conv_forward(x[0], w, b), 1)
+    fast_batch = 64
+    xb = np.repeat(x, fast_batch, axis=0)
+    reps = _calibrate(lambda: F.conv2d_forward(xb, w, b), budget)
+    fast = _seconds_per_call(lambda: F.conv2d_forward(xb, w, b), reps) / fast_batch
+    return {"layer": "conv 6->16 5x5, 14x14, forward, float64, per image",
+            "reference_s": literal, "fast_s": fast, "speedup": literal / fast}
+
+
+# ----------------------------------------------------------------------------
+# Memory and a real epoch, each in a fresh process
+# ----------------------------------------------------------------------------
+
+_PEAK_SCRIPT = """
+import resource, sys, numpy as np
+from tinyconv.spec import build, PRESETS
+from tinyconv.losses import CrossEntropyLoss
+from tinyconv.optim import SGD
+model = build(PRESETS[sys.argv[1]], rng=0)
+batch = int(sys.argv[2])
+rng = np.random.default_rng(0)
+x = rng.standard_normal((batch, 1, 28, 28)).astype(np.float32)
+y = rng.integers(0, 10, batch)
+loss, opt = CrossEntropyLoss(), SGD(model.parameters(), lr=0.01, momentum=0.9)
+for _ in range(5):
+    opt.zero_grad(); loss.forward(model.forward(x), y); model.backward(loss.backward()); opt.step()
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def peak_training_memory(preset: str, batch: int) -> float:
+    """Peak resident set (MiB) of a process that takes training steps of ``preset``."""
+    out = subprocess.run([sys.executable, "-c", _PEAK_SCRIPT, preset, str(batch)],
+                         capture_output=True, text=True, check=True)
+    return int(out.stdout.split()[-1]) / 1024  # ru_maxrss is in KiB on Linux
+
+
+def lenet5_epoch(data_dir: str | None) -> dict:
+    """A whole Fashion-MNIST epoch of lenet5 through ``tinyconv train``:
+    loading, shuffling, training, validation and test evaluation included."""
+    command = [sys.executable, "-m", "tinyconv", "train", "--arch", "lenet5", "--epochs", "1",
+               "--out", os.path.join("runs", "bench-lenet5-epoch")]
+    if data_dir:
+        command += ["--data-dir", data_dir]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    start = time.perf_counter()
+    result = subprocess.run(command, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    if result.returncode != 0:
+        return {"error": (result.stderr.strip().splitlines() or ["failed"])[-1]}
+    return {"seconds": seconds, "peak_rss_mib": max(peak, before) / 1024,
+            "command": " ".join(command[1:])}
+
+
+# ----------------------------------------------------------------------------
+# Report
+# ----------------------------------------------------------------------------
+
+def machine() -> dict:
+    """CPU, thread counts and which BLAS (and which of its kernels) NumPy uses."""
+    info = {"python": platform.python_version(), "numpy": np.__version__,
+            "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()}
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+        if names:
+            info["cpu"] = names[0]
+    except OSError:
+        pass
+    try:
+        from threadpoolctl import threadpool_info
+        blas = [p for p in threadpool_info() if p.get("user_api") == "blas"]
+        if blas:
+            info["blas"] = (f"{blas[0].get('internal_api')} {blas[0].get('version')}, "
+                            f"kernel {blas[0].get('architecture')}, "
+                            f"{blas[0].get('num_threads')} threads")
+            info["blas_threads"] = blas[0].get("num_threads")
+    except ImportError:
+        info["blas"] = "unknown (install threadpoolctl to see)"
+    info["OPENBLAS_CORETYPE"] = os.environ.get("OPENBLAS_CORETYPE", "(not set)")
+    if torch is not None:
+        info["torch"] = torch.__version__
+        info["torch_threads"] = torch.get_num_threads()
+    return info
+
+
+def _row(name: str, figures: dict) -> dict:
+    ours = figures["tinyconv"]
+    row = {"name": name, "tinyconv": ours}
+    if "pytorch" in figures:
+        row["pytorch"] = figures["pytorch"]
+        row["ratio"] = figures["pytorch"]["median"] / ours["median"]
+    return row
+
+
+def _format_time(figure: dict) -> str:
+    return (f"{figure['median'] * 1e3:8.2f} ms "
+            f"({figure['min'] * 1e3:.2f}-{figure['max'] * 1e3:.2f})")
+
+
+def _format_rate(figure: dict, batch: int) -> str:
+    return (f"{batch / figure['median']:8.0f} img/s "
+            f"({batch / figure['max']:.0f}-{batch / figure['min']:.0f})")
+
+
+def run(batches=(64, 256), rounds: int = 7, budget: float = 0.15, epoch: bool = False,
+        memory: bool = True, data_dir: str | None = None, out=print) -> dict:
+    """Run every measurement, print the table through ``out``, return the figures."""
+    with_torch = torch is not None
+    info = machine()
+    if with_torch:
+        torch.set_num_threads(info.get("blas_threads") or os.cpu_count() or 1)
+        info["torch_threads"] = torch.get_num_threads()
+    results = {"machine": info, "layers": [], "steps": [], "ratio": "pytorch time / tinyconv time"}
+    out("tinyconv benchmark: " + ", ".join(f"{k} {v}" for k, v in info.items()))
+    if not with_torch:
+        out("PyTorch is not installed: tinyconv's figures only, no ratios "
+            "(pip install torch==2.13.0 to compare).")
+    out("ratio = PyTorch time / tinyconv time (above 1.0: tinyconv is faster); "
+        f"median (lowest-highest) of {rounds} interleaved rounds; float32")
+
+    header = f"{'':42} {'tinyconv':>26} {'pytorch':>26} {'ratio':>6}"
+    for batch in batches:
+        out(f"\nLeNet-5 layers, batch {batch}\n{header}")
+        for name, layer, shape in lenet5_layers(batch):
+            forward, both = _layer_candidates(layer, shape, with_torch)
+            for what, candidates in (("forward", forward), ("forward+backward", both)):
+                row = _row(f"{name}, {what}", time_interleaved(candidates, rounds, budget))
+                row["batch"] = batch
+                results["layers"].append(row)
+                out(f"{row['name'][:42]:42} {_format_time(row['tinyconv']):>26} "
+                    + (f"{_format_time(row['pytorch']):>26} {row['ratio']:6.2f}"
+                       if with_torch else ""))
+
+    for preset in ("lenet5", "default"):
+        for batch in batches:
+            train, inference = _step_candidates(PRESETS[preset], batch, with_torch)
+            out(f"\n{preset}, batch {batch}\n{header}")
+            for what, candidates in (("training step", train), ("inference", inference)):
+                row = _row(f"{preset} {what}", time_interleaved(candidates, rounds, budget))
+                row.update(batch=batch, model=preset, kind=what)
+                results["steps"].append(row)
+                out(f"{row['name'][:42]:42} {_format_rate(row['tinyconv'], batch):>26} "
+                    + (f"{_format_rate(row['pytorch'], batch):>26} {row['ratio']:6.2f}"
+                       if with_torch else ""))
+
+    ref = _reference_speedup(budget)
+    results["reference"] = ref
+    out(f"\nliteral reference vs fast path ({ref['layer']}): "
+        f"{ref['reference_s'] * 1e3:.1f} ms vs {ref['fast_s'] * 1e3:.3f} ms, "
+        f"{ref['speedup']:.0f}x faster")
+
+    if memory:
+        results["peak_memory_mib"] = {}
+        for preset in ("lenet5", "default"):
+            for batch in batches:
+                mib = peak_training_memory(preset, batch)
+                results["peak_memory_mib"][f"{preset}@{batch}"] = mib
+                out(f"peak resident memory, {preset} training at batch {batch}: {mib:.0f} MiB")
+    if epoch:
+        result = lenet5_epoch(data_dir)
+        results["lenet5_epoch"] = result
+        if "error" in result:
+            out(f"lenet5 Fashion-MNIST epoch: failed: {result['error']}")
+        else:
+            out(f"lenet5 Fashion-MNIST epoch end to end ({result['command']}): "
+                f"{result['seconds']:.1f} s, peak resident memory "
+                f"{result['peak_rss_mib']:.0f} MiB")
+    return results
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--batch", type=int, nargs="+", default=[64, 256],
+                        help="batch sizes to time (default: 64 256)")
+    parser.add_argument("--rounds", type=int, default=7,
+                        help="interleaved rounds per figure (default: 7)")
+    parser.add_argument("--budget", type=float, default=0.15,
+                        help="seconds of calls per candidate per round (default: 0.15)")
+    parser.add_argument("--epoch", action="store_true",
+                        help="also time a whole Fashion-MNIST epoch of lenet5 end to end")
+    parser.add_argument("--no-memory", action="store_true",
+                        help="skip the peak-memory measurements")
+    parser.add_argument("--data-dir", help="where Fashion-MNIST is, for --epoch")
+    parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+
+
+def main_from_args(args) -> int:
+    if min(args.batch) < 1 or args.rounds < 1 or args.budget <= 0:
+        raise ValueError("--batch and --rounds must be positive and --budget above 0, "
+                         f"got {args.batch}, {args.rounds}, {args.budget}")
+    results = run(batches=tuple(args.batch), rounds=args.rounds, budget=args.budget,
+                  epoch=args.epoch, memory=not args.no_memory, data_dir=args.data_dir)
+    if args.json:
+        from .fileio import atomic_write_text
+        atomic_write_text(args.json, json.dumps(results, indent=2))
+        print(f"\nfigures written to {args.json}")
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="tinyconv bench", description=__doc__.split("\n\n")[0])
+    add_arguments(parser)
+    return main_from_args(parser.parse_args(argv))
