@@ -32,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
+import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -263,6 +264,8 @@ def download_dataset(name: str, directory=None, mirror: str | None = None,
             with urllib.request.urlopen(url, timeout=timeout) as response:
                 data = response.read()
         except (OSError, http.client.HTTPException) as error:
+            if isinstance(error, urllib.error.HTTPError):
+                error.close()  # it holds the server's error page open
             raise OSError(f"could not download {url}: {error}") from error
         digest = hashlib.sha256(data).hexdigest()
         if digest != known.sha256[file_name]:
