@@ -36,7 +36,8 @@ def require_torch():
     except ImportError:
         torch = None
     if torch is None:
-        message = f"PyTorch is the test oracle and is not installed; install it with: {INSTALL_TORCH}"
+        message = ("PyTorch is the test oracle and is not installed; "
+                   f"install it with: {INSTALL_TORCH}")
         if running_in_ci():
             pytest.fail(f"{message} (CI=true: a missing oracle fails the run)", pytrace=False)
         pytest.skip(message)

@@ -116,7 +116,8 @@ POOL_CONFIGS = list(pool_configs())
 
 
 @pytest.mark.parametrize("shape", [(2, 3, 7, 8), (1, 1, 6, 6)])
-@pytest.mark.parametrize("kernel_size, stride, padding", POOL_CONFIGS)
+@pytest.mark.parametrize("kernel_size, stride, padding", POOL_CONFIGS,
+                         ids=[f"k{k}-s{s}-p{p}" for k, s, p in POOL_CONFIGS])
 @pytest.mark.parametrize("kind", ["max", "avg"])
 def test_pooling_matches_torch(torch, kind, kernel_size, stride, padding, shape):
     rng = np.random.default_rng(2)
