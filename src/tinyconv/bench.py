@@ -81,7 +81,7 @@ def time_interleaved(candidates: dict, rounds: int, budget: float) -> dict:
 # ----------------------------------------------------------------------------
 
 def to_torch(model):
-    """A ``torch.nn.Sequential`` equal to a tinyconv model, weights copied."""
+    """A float32 ``torch.nn.Sequential`` equal to a tinyconv model, weights copied."""
     nn = torch.nn
     layers = []
     for layer in model:
@@ -109,7 +109,7 @@ def to_torch(model):
             t.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in own.items()},
                               strict=False)
         layers.append(t)
-    return nn.Sequential(*layers)
+    return nn.Sequential(*layers).to(torch.float32)
 
 
 # ----------------------------------------------------------------------------

@@ -1,0 +1,33 @@
+"""The benchmark runs and reports every figure it promises (no timing is asserted)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from tinyconv import bench
+from tinyconv.spec import PRESETS, build
+
+
+def test_benchmark_reports_every_figure(torch, tmp_path):
+    lines = []
+    results = bench.run(batches=(2,), rounds=1, budget=1e-4, memory=False, out=lines.append)
+    names = [row["name"] for row in results["layers"]]
+    assert len(names) == 10  # 5 LeNet-5 layers x (forward, forward+backward)
+    assert all(row["ratio"] > 0 for row in results["layers"] + results["steps"])
+    assert {(row["model"], row["kind"]) for row in results["steps"]} == {
+        (m, k) for m in ("lenet5", "default") for k in ("training step", "inference")}
+    assert results["reference"]["speedup"] > 1
+    assert "blas" in results["machine"]
+    assert any("ratio = PyTorch time / tinyconv time" in line for line in lines)
+    json.dumps(results)  # every figure is plain data
+
+
+@pytest.mark.parametrize("preset", ["lenet5", "default", "strong", "tutorial"])
+def test_to_torch_gives_the_same_network(torch, preset):
+    model = build(PRESETS[preset], rng=0).eval()
+    x = np.random.default_rng(1).standard_normal((2, 1, 28, 28)).astype(np.float32)
+    theirs = bench.to_torch(model).eval()
+    with torch.no_grad():
+        expected = theirs(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(model.forward(x), expected, rtol=1e-4, atol=1e-4)
