@@ -413,3 +413,35 @@ def test_losses_on_a_batch_of_one(criterion, target):
     loss = criterion(prediction, target)
     assert isinstance(loss, float) and np.isfinite(loss)
     assert criterion.backward().shape == (1, 3)
+
+
+# ---------------------------------------------------------------------------
+# backward(..., input_grad=False): parameter gradients without the input's
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("make, shape", [
+    (lambda: tinyconv.Conv2d(2, 3, 3, stride=2, padding=1, rng=0), (2, 2, 7, 7)),
+    (lambda: tinyconv.Linear(5, 4, rng=0), (3, 5)),
+    (lambda: tinyconv.Sequential(tinyconv.Conv2d(1, 2, 3, rng=0), tinyconv.ReLU(),
+                                 tinyconv.MaxPool2d(2), tinyconv.Flatten(),
+                                 tinyconv.Linear(2 * 3 * 3, 4, rng=1)), (2, 1, 8, 8)),
+    (lambda: tinyconv.Sequential(tinyconv.BatchNorm2d(2), tinyconv.Dropout(0.3, rng=0),
+                                 tinyconv.Flatten(), tinyconv.Linear(2 * 4 * 4, 3, rng=1)),
+     (4, 2, 4, 4)),
+    (lambda: tinyconv.ReLU(), (2, 3)),
+    (lambda: tinyconv.AvgPool2d(2), (1, 1, 4, 4)),
+    (lambda: tinyconv.Identity(), (2, 2)),
+])
+def test_input_grad_false_skips_only_the_input_gradient(make, shape):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(shape)
+    full, skipping = make(), make()
+    for layer in (full, skipping):
+        for p in layer.parameters():
+            p.data = p.data.astype(np.float64)
+    grad = rng.standard_normal(full.forward(x).shape)
+    skipping.forward(x)
+    assert full.backward(grad).shape == x.shape
+    assert skipping.backward(grad, input_grad=False) is None
+    for (name, a), (_, b) in zip(full.named_parameters(), skipping.named_parameters()):
+        np.testing.assert_array_equal(a.grad, b.grad, err_msg=name)

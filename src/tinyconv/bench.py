@@ -165,7 +165,7 @@ def _step_candidates(spec: str, batch: int, with_torch: bool):
         model.train()
         optimizer.zero_grad()
         criterion.forward(model.forward(x), y)
-        model.backward(criterion.backward())
+        model.backward(criterion.backward(), input_grad=False)  # as PyTorch: no δ for images
         optimizer.step()
 
     def infer():
@@ -223,7 +223,8 @@ x = rng.standard_normal((batch, 1, 28, 28)).astype(np.float32)
 y = rng.integers(0, 10, batch)
 loss, opt = CrossEntropyLoss(), SGD(model.parameters(), lr=0.01, momentum=0.9)
 for _ in range(5):
-    opt.zero_grad(); loss.forward(model.forward(x), y); model.backward(loss.backward()); opt.step()
+    opt.zero_grad(); loss.forward(model.forward(x), y)
+    model.backward(loss.backward(), input_grad=False); opt.step()
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """
 

@@ -83,7 +83,14 @@ class Module:
     def forward(self, x):
         raise NotImplementedError
 
-    def backward(self, grad_output):
+    def backward(self, grad_output, input_grad=True):
+        """Take δ of the output; add parameter gradients; return δ of the input.
+
+        With ``input_grad=False`` the layer still adds its parameters'
+        gradients but skips computing the input's, and returns None: the
+        first layer of a network needs no δ for the images themselves, and
+        for a conv layer that skip is a third of its backward.
+        """
         raise NotImplementedError
 
     def __call__(self, x):
@@ -235,8 +242,9 @@ class Conv2d(Module):
         out, self._cache = F.conv2d_forward(x, self.weight.data, bias, self.stride, self.padding)
         return out
 
-    def backward(self, grad_output):
-        grad_x, grad_weight, grad_bias = F.conv2d_backward(grad_output, self._saved(self._cache))
+    def backward(self, grad_output, input_grad=True):
+        grad_x, grad_weight, grad_bias = F.conv2d_backward(grad_output, self._saved(self._cache),
+                                                           input_grad)
         self.weight.grad += grad_weight
         if self.bias is not None:
             self.bias.grad += grad_bias
@@ -272,8 +280,9 @@ class _Pool2d(Module):
         out, self._cache = type(self)._forward(x, self.kernel_size, self.stride, self.padding)
         return out
 
-    def backward(self, grad_output):
-        return type(self)._backward(grad_output, self._saved(self._cache))
+    def backward(self, grad_output, input_grad=True):
+        cache = self._saved(self._cache)
+        return type(self)._backward(grad_output, cache) if input_grad else None
 
     def extra_repr(self):
         text = f"kernel_size={self.kernel_size}"
@@ -335,8 +344,9 @@ class Linear(Module):
         out, self._cache = F.linear_forward(x, self.weight.data, bias)
         return out
 
-    def backward(self, grad_output):
-        grad_x, grad_weight, grad_bias = F.linear_backward(grad_output, self._saved(self._cache))
+    def backward(self, grad_output, input_grad=True):
+        grad_x, grad_weight, grad_bias = F.linear_backward(grad_output, self._saved(self._cache),
+                                                           input_grad)
         self.weight.grad += grad_weight
         if self.bias is not None:
             self.bias.grad += grad_bias
@@ -361,8 +371,10 @@ class Flatten(Module):
         self._cache = (x.shape, x.dtype)
         return x.reshape(x.shape[0], -1)
 
-    def backward(self, grad_output):
+    def backward(self, grad_output, input_grad=True):
         shape, dtype = self._saved(self._cache)
+        if not input_grad:
+            return None
         flat = (shape[0], int(np.prod(shape[1:])))
         return F.check_grad(grad_output, flat, dtype, "flatten").reshape(shape)
 
@@ -379,8 +391,9 @@ class _Activation(Module):
         out, self._cache = type(self)._forward(x)
         return out
 
-    def backward(self, grad_output):
-        return type(self)._backward(grad_output, self._saved(self._cache))
+    def backward(self, grad_output, input_grad=True):
+        cache = self._saved(self._cache)
+        return type(self)._backward(grad_output, cache) if input_grad else None
 
 
 class ReLU(_Activation):
@@ -415,9 +428,9 @@ class Identity(Module):
         self._cache = (x.shape, x.dtype)
         return x
 
-    def backward(self, grad_output):
+    def backward(self, grad_output, input_grad=True):
         shape, dtype = self._saved(self._cache)
-        return F.check_grad(grad_output, shape, dtype, "identity")
+        return F.check_grad(grad_output, shape, dtype, "identity") if input_grad else None
 
 
 class Sequential(Module):
@@ -425,8 +438,9 @@ class Sequential(Module):
     ``INPUT -> [[CONV]*N -> POOL?]*M -> [FC]*K``.
 
     ``forward`` runs the layers in order; ``backward`` runs them in reverse,
-    passing each layer's input gradient to the layer before it. Parameters
-    are named by position: ``0.weight``, ``0.bias``, ``3.weight``...
+    passing each layer's input gradient to the layer before it (and
+    ``input_grad`` to the first layer). Parameters are named by position:
+    ``0.weight``, ``0.bias``, ``3.weight``...
     """
 
     def __init__(self, *layers):
@@ -441,10 +455,12 @@ class Sequential(Module):
             x = layer.forward(x)
         return x
 
-    def backward(self, grad_output):
-        for layer in reversed(self.layers):
+    def backward(self, grad_output, input_grad=True):
+        if not self.layers:
+            return grad_output if input_grad else None
+        for layer in reversed(self.layers[1:]):
             grad_output = layer.backward(grad_output)
-        return grad_output
+        return self.layers[0].backward(grad_output, input_grad)
 
     def __getitem__(self, index):
         return self.layers[index]
@@ -525,14 +541,14 @@ class BatchNorm2d(Module):
         self._cache = (cache, np.shape(x))
         return out.reshape(np.shape(x))
 
-    def backward(self, grad_output):
+    def backward(self, grad_output, input_grad=True):
         cache, shape = self._saved(self._cache)
         grad_output = F.check_grad(grad_output, shape, cache.x_hat.dtype, type(self).__name__)
         grad_x, grad_weight, grad_bias = F.batch_norm2d_backward(
             grad_output.reshape(cache.x_hat.shape), cache)
         self.weight.grad += grad_weight
         self.bias.grad += grad_bias
-        return grad_x.reshape(shape)
+        return grad_x.reshape(shape) if input_grad else None
 
     def extra_repr(self):
         text = f"{self.num_features}"
@@ -590,8 +606,10 @@ class Dropout(Module):
         self._cache = (x.shape, x.dtype, mask)
         return out
 
-    def backward(self, grad_output):
+    def backward(self, grad_output, input_grad=True):
         shape, dtype, mask = self._saved(self._cache)
+        if not input_grad:
+            return None
         if mask is None:
             return F.check_grad(grad_output, shape, dtype, "dropout")
         return F.dropout_backward(grad_output, mask)
