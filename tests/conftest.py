@@ -20,8 +20,7 @@ import os
 
 import pytest
 
-INSTALL_TORCH = ("pip install torch==2.13.0 "
-                 "(the CPU build: add --index-url https://download.pytorch.org/whl/cpu)")
+INSTALL_TORCH = "pip install torch==2.13.0 (the CPU build; `make test` does it)"
 
 
 def running_in_ci() -> bool:
