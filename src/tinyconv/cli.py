@@ -6,6 +6,7 @@
     tinyconv evaluate MODEL [--data NAME|DIR] [--json]
     tinyconv predict  MODEL IMAGE... [--top K]
     tinyconv summary  PRESET|SPEC|MODEL
+    tinyconv explain  conv|conv-backward|pool [--input ARRAY] ...
 
 Each subcommand is a :class:`Command`: its name, a function that adds its
 arguments to an argparse parser and a function that runs it with the parsed
@@ -29,7 +30,7 @@ from typing import Callable
 
 import numpy as np
 
-from . import optim
+from . import explain, optim
 from .datasets import KNOWN, DataNotFound, load_dataset
 from .images import prepare_image
 from .loader import Augment, Normalization, train_val_split
@@ -430,6 +431,10 @@ COMMANDS: list[Command] = [
             "Print one row per layer (output shape, parameters, multiply-adds) and "
             "the totals.",
             _summary_arguments, run_summary),
+    Command("explain", "the tutorial's computations written out, on its numbers or yours",
+            "Show a computation of the tutorial step by step: every number as the "
+            "tutorial writes it, computed by the reference module.",
+            explain.add_arguments, explain.run),
 ]
 
 

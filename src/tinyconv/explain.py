@@ -134,14 +134,18 @@ def _load_npy(path: str, name: str) -> np.ndarray:
     if not Path(path).is_file():
         raise ValueError(f"{name}: {path!r} is neither a number, a nested list such as "
                          f"[[1, 2], [3, 4]], nor an existing .npy file")
+    with open(path, "rb") as file:
+        start = file.read(len(np.lib.format.MAGIC_PREFIX))
+    if start[:2] == b"PK":
+        raise ValueError(f"{name}: {path} is an .npz archive; expected a .npy file "
+                         f"holding one array")
+    if start != np.lib.format.MAGIC_PREFIX:
+        raise ValueError(f"{name}: {path} is not a .npy file (it does not start "
+                         f"with the .npy signature)")
     try:
         loaded = np.load(path, allow_pickle=False)
     except (ValueError, EOFError, OSError) as error:
         raise ValueError(f"{name}: {path} is not a readable .npy array file ({error})") from None
-    if not isinstance(loaded, np.ndarray):
-        loaded.close()
-        raise ValueError(f"{name}: {path} is an .npz archive; expected a .npy file "
-                         f"holding one array")
     return loaded
 
 
@@ -682,6 +686,13 @@ def conv_gif(path, x=TUTORIAL_IMAGE, filters=TUTORIAL_FILTER, biases=0.0, stride
                           font=font)
                 frames.append(image)
 
+    # One palette for every frame, from the first and the last (between them they hold
+    # every colour drawn): mapping onto it is ~50x faster than quantising each frame.
+    both = Image.new("RGB", (2 * width, height))
+    both.paste(frames[0], (0, 0))
+    both.paste(frames[-1], (width, 0))
+    palette = both.quantize(colors=256)
+    frames = [frame.quantize(palette=palette, dither=Image.Dither.NONE) for frame in frames]
     buffer = io.BytesIO()
     frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:],
                    duration=FRAME_MS, loop=0)
