@@ -448,8 +448,8 @@ def explain_conv_backward(x=BACKWARD_INPUT, filters=BACKWARD_FILTER, delta=None,
         lines += _volume(f"Step 5. Sum the {n_filters} filters' partial maps element by "
                          f"element (eq. 5.3)", partial_sums)
     if ph or pw:
-        lines += _volume(f"Step 6. Crop the {_pair_text(ph, pw)} ring(s) of padding: the "
-                         f"padded zeros are no neurons", grad_input)
+        lines.append(f"Step 6. Crop the {_pair_text(ph, pw)} ring(s) of padding away (the "
+                     f"padded zeros are no neurons); what remains is")
     lines += _volume("∂E/∂a^{l-1}, the gradient of the layer's input", grad_input)
     if delta_prev is None:
         lines.append("δ^{l-1} = ∂E/∂a^{l-1} ∘ f'(net^{l-1}) (eq. 5.2); give the previous "
