@@ -7,6 +7,8 @@
     tinyconv predict  MODEL IMAGE... [--top K]
     tinyconv summary  PRESET|SPEC|MODEL
     tinyconv explain  conv|conv-backward|pool [--input ARRAY] ...
+    tinyconv visualize MODEL|RUN_DIR [--what PICTURE|all] [--image FILE|--index N] [--out DIR]
+    tinyconv report   RUN_DIR [--out FILE]
 
 Each subcommand is a :class:`Command`: its name, a function that adds its
 arguments to an argparse parser and a function that runs it with the parsed
@@ -32,12 +34,15 @@ import numpy as np
 
 from . import explain, optim
 from .datasets import KNOWN, DataNotFound, load_dataset
+from .fileio import atomic_write_text
 from .images import prepare_image
 from .loader import Augment, Normalization, train_val_split
 from .serialize import ModelFileError, load_model, save_model
 from .spec import PRESETS, SpecError, build, input_shape, resolve
 from .summary import summary
-from .train import CHECKPOINT, TrainingDiverged, evaluate, fit, predict_proba
+from .report import HISTORY_FILE, MODEL_FILE, REPORT_FILE, load_run, report_html
+from .train import CHECKPOINT, History, TrainingDiverged, evaluate, fit, predict_proba
+from .visualize import PICTURES, curves_picture, model_pictures, writable_directory
 
 __all__ = ["Command", "COMMANDS", "build_parser", "main"]
 
@@ -413,6 +418,76 @@ def run_summary(args: argparse.Namespace) -> None:
     print(summary(model, input_shape(spec)))
 
 
+# ---------------------------------------------------------- visualize, report
+
+def _visualize_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("target", type=Path, metavar="MODEL|RUN_DIR",
+                        help="a model.npz file, or a training run directory (which holds "
+                             "model.npz and history.json)")
+    parser.add_argument("--what", choices=(*PICTURES, "all"), default="all",
+                        help="the conv filters, the feature maps of one image, the "
+                             "confusion matrix, misclassified test images, the learning "
+                             "curves (from a run's history), or all of them (default: all)")
+    image = parser.add_mutually_exclusive_group()
+    image.add_argument("--image", type=Path, metavar="FILE",
+                       help="show the feature maps of this picture (PNG or JPEG), "
+                            "prepared as 'predict' prepares it")
+    image.add_argument("--index", type=_natural, default=0, metavar="N",
+                       help="show the feature maps of test image N (default: 0)")
+    _add_data_arguments(parser, default=None)
+    parser.add_argument("--out", type=Path, metavar="DIR",
+                        help="where the PNG files go (default: the model's directory)")
+
+
+def run_visualize(args: argparse.Namespace) -> None:
+    target = args.target
+    if not target.exists():
+        raise ValueError(f"{target} does not exist: expected a model.npz file or a training "
+                         f"run directory")
+    run_dir = target if target.is_dir() else target.parent
+    wanted = PICTURES if args.what == "all" else (args.what,)
+    out = writable_directory(args.out or run_dir)
+    pictures = []
+    if "curves" in wanted and (args.what == "curves" or (run_dir / HISTORY_FILE).is_file()):
+        pictures.append(curves_picture(History.load(run_dir / HISTORY_FILE)))
+    if set(wanted) != {"curves"}:
+        loaded = load_model(target / MODEL_FILE if target.is_dir() else target)
+        test = None
+        if {"confusion", "mistakes"} & set(wanted) or args.image is None:
+            if args.data is None:
+                args.data = loaded.metadata.get("data", "fashion-mnist")
+            test = _load(args, "test", args.limit_test, input_shape(loaded.spec))
+            _check_classes(loaded.classes, test)
+        pictures += model_pictures(loaded, [name for name in wanted if name != "curves"],
+                                   test=test, image_file=args.image, index=args.index)
+    for picture in pictures:
+        print(picture.save(out))
+
+
+def _report_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", type=Path, metavar="RUN_DIR",
+                        help="a training run directory (which holds model.npz and "
+                             "history.json)")
+    parser.add_argument("--out", type=Path, metavar="FILE",
+                        help=f"the HTML file to write (default: RUN_DIR/{REPORT_FILE})")
+    parser.add_argument("--index", type=_natural, default=0, metavar="N",
+                        help="the test image whose feature maps are shown (default: 0)")
+    _add_data_arguments(parser, default=None)
+
+
+def run_report(args: argparse.Namespace) -> None:
+    run = load_run(args.run_dir)
+    out = args.out or args.run_dir / REPORT_FILE
+    if out.is_dir():
+        raise OSError(f"cannot write the report to {out}: it is a directory")
+    writable_directory(out.parent)
+    if args.data is None:
+        args.data = run.loaded.metadata.get("data", "fashion-mnist")
+    test = _load(args, "test", args.limit_test, input_shape(run.loaded.spec))
+    atomic_write_text(out, report_html(run, test, index=args.index))
+    print(out)
+
+
 # ------------------------------------------------------------------ the parser
 
 COMMANDS: list[Command] = [
@@ -435,6 +510,16 @@ COMMANDS: list[Command] = [
             "Show a computation of the tutorial step by step: every number as the "
             "tutorial writes it, computed by the reference module.",
             explain.add_arguments, explain.run),
+    Command("visualize", "pictures of a model: filters, feature maps, mistakes, curves",
+            "Draw PNG pictures of a saved model (its filters, the feature maps of one "
+            "image, its confusion matrix and mistakes on the test set) or of a training "
+            "run (its learning curves), and print the path of each file written.",
+            _visualize_arguments, run_visualize),
+    Command("report", "one self-contained HTML page about a training run",
+            "Write an HTML page (pictures embedded, no script, no network) with a run's "
+            "final figures, layer table, curves, confusion matrix, filters, feature maps "
+            "and mistakes.",
+            _report_arguments, run_report),
 ]
 
 
