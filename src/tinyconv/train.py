@@ -240,7 +240,8 @@ def _train_epoch(model, data, *, batch_size, optimizer, normalization, augment, 
         loss = criterion.forward(logits, y)
         if not math.isfinite(loss):
             raise diverged("loss", loss)
-        model.backward(criterion.backward())
+        # The images' own δ is never used: skipping it saves a third of conv1's backward.
+        model.backward(criterion.backward(), input_grad=False)
         optimizer.step()
         total_loss += loss * len(y)
         correct += int(np.sum(logits.argmax(axis=1) == y))
