@@ -4,16 +4,17 @@ A model file is an ordinary ``.npz`` archive (NumPy arrays in a zip), read
 with ``numpy.load(..., allow_pickle=False)`` so that opening a file can never
 run code. It holds:
 
-====================  ======================================================
-``format_version``    int, :data:`FORMAT_VERSION`
-``spec``              the architecture in the pattern notation (a string)
-``param/<name>``      each parameter by its state_dict name (``param/0.weight``)
-``buffer/<name>``     each buffer (``buffer/1.running_mean``)
-``classes``           the class names, label order (strings)
-``normalization/mean`` and ``normalization/std``: per-channel input normalisation
-``metadata``          a JSON object (dataset, test accuracy, training time...)
-``sha256``            SHA-256 over every other entry: a changed byte is found
-====================  ======================================================
+========================  ==================================================
+``format_version``        int, :data:`FORMAT_VERSION`
+``spec``                  the architecture in the pattern notation (a string)
+``param/<name>``          each parameter by its state_dict name (``param/0.weight``)
+``buffer/<name>``         each buffer (``buffer/2.running_mean``)
+``classes``               the class names, in label order (strings)
+``normalization/mean``    per-channel mean of the training pixels (in [0, 1])
+``normalization/std``     per-channel standard deviation of the same
+``metadata``              a JSON object (dataset, test accuracy, training time...)
+``sha256``                SHA-256 over every other entry: a changed byte is found
+========================  ==================================================
 
 Every way a file can be wrong gives a :class:`ModelFileError` that says
 which file and what is wrong with it: missing, not a zip, truncated, not a

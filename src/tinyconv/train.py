@@ -204,6 +204,15 @@ class _Progress:
     best_epoch: int = 0
     bad_epochs: int = 0  # epochs since the val loss last improved
 
+    def note_validation(self, val_loss: float, epoch: int, model: Module) -> None:
+        """Keep a copy of the weights when ``val_loss`` is the lowest yet; else
+        count one more epoch without improvement (for early stopping)."""
+        if val_loss < self.best_val_loss:
+            self.best_state = {k: v.copy() for k, v in model.state_dict().items()}
+            self.best_val_loss, self.best_epoch, self.bad_epochs = val_loss, epoch, 0
+        else:
+            self.bad_epochs += 1
+
 
 def _seed_epoch(model: Module, seed: int, epoch: int) -> np.random.Generator:
     """Re-seed every dropout layer from (seed, epoch); return the generator for
@@ -333,11 +342,7 @@ def fit(model: Module, train_data, val_data, *, epochs: int, batch_size: int, op
             if not math.isfinite(result.loss):
                 raise diverged("validation loss", result.loss)
             val_loss, val_acc = result.loss, result.accuracy
-            if val_loss < state.best_val_loss:
-                state.best_state = {k: v.copy() for k, v in model.state_dict().items()}
-                state.best_val_loss, state.best_epoch, state.bad_epochs = val_loss, epoch, 0
-            else:
-                state.bad_epochs += 1
+            state.note_validation(val_loss, epoch, model)
         if scheduler is not None:
             scheduler.step()
         state.epoch = epoch
