@@ -205,6 +205,8 @@ def test_atomic_writes_leave_no_temporary_file_on_error(tmp_path, monkeypatch):
         atomic_write_bytes(tmp_path / "c", "text")
     with pytest.raises(TypeError, match="dtype object"):
         atomic_save_npz(tmp_path / "d.npz", x=np.array([None], dtype=object))
+    with pytest.raises(FileNotFoundError, match="directory .*nowhere does not exist"):
+        atomic_write_text(tmp_path / "nowhere" / "e.txt", "text")
 
 
 def test_kill_9_in_the_middle_of_writes_never_breaks_the_file(tmp_path):

@@ -23,6 +23,8 @@ def _atomic_write(path, write) -> None:
     """Call ``write(binary_file)`` on a temporary file, then move it to ``path``."""
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"cannot write {path}: the directory {directory} does not exist")
     descriptor, temporary = tempfile.mkstemp(
         dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
     try:
