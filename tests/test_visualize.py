@@ -267,3 +267,11 @@ def test_cli_bad_input_one_line_exit_2(run_dir, tmp_path, case):
     assert expected in lines[0]
     assert not list(tmp_path.glob("*.png"))
 
+
+
+def test_cli_filters_need_no_test_images(run_dir, tmp_path):
+    done = tinyconv("visualize", run_dir, "--what", "filters", "--data", tmp_path / "nowhere",
+                    "--out", tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == ["filters-layer0.png",
+                                                              "filters-layer3.png"]

@@ -453,7 +453,8 @@ def run_visualize(args: argparse.Namespace) -> None:
     if set(wanted) != {"curves"}:
         loaded = load_model(target / MODEL_FILE if target.is_dir() else target)
         test = None
-        if {"confusion", "mistakes"} & set(wanted) or args.image is None:
+        if {"confusion", "mistakes"} & set(wanted) or ("features" in wanted
+                                                        and args.image is None):
             if args.data is None:
                 args.data = loaded.metadata.get("data", "fashion-mnist")
             test = _load(args, "test", args.limit_test, input_shape(loaded.spec))

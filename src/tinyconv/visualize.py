@@ -42,8 +42,9 @@ from .layers import AvgPool2d, Conv2d, MaxPool2d, Module, ReLU, Sigmoid, Tanh
 from .spec import input_shape
 from .train import evaluate, predict_proba
 
-__all__ = ["PICTURES", "Picture", "model_pictures", "require_matplotlib", "filter_pictures", "feature_maps",
-           "feature_pictures", "gray_levels", "confusion_picture", "mistakes_picture", "model_mistakes", "curves_picture",
+__all__ = ["PICTURES", "MODEL_PICTURES", "Picture", "model_pictures", "filter_pictures",
+           "feature_maps", "feature_pictures", "confusion_picture", "mistakes_picture",
+           "model_mistakes", "curves_picture", "gray_levels", "require_matplotlib",
            "writable_directory"]
 
 DPI = 100
@@ -55,8 +56,9 @@ LEGEND_CHAR_W = 6.2  # px per character of 8.5-point text, a generous average
 MIN_WIDTH = 480  # px, so that the title fits above a narrow grid
 BACKGROUND = "white"
 
-#: The pictures :func:`model_pictures` draws; "curves" needs a run's history instead.
-PICTURES = ("filters", "features", "confusion", "mistakes", "curves")
+#: The pictures of a model (:func:`model_pictures`), then those of a run's history.
+MODEL_PICTURES = ("filters", "features", "confusion", "mistakes")
+PICTURES = MODEL_PICTURES + ("curves",)
 
 _ACTIVATIONS = (ReLU, Sigmoid, Tanh)
 _POOLS = (MaxPool2d, AvgPool2d)
@@ -459,8 +461,8 @@ def curves_picture(history) -> Picture:
 
 def model_pictures(loaded, what, *, test=None, image_file=None, index: int = 0,
                    mistakes: int = 24) -> list[Picture]:
-    """The pictures named in ``what`` (names from :data:`PICTURES` but "curves")
-    of a :class:`~tinyconv.serialize.LoadedModel`.
+    """The pictures named in ``what`` (from :data:`MODEL_PICTURES`) of ``loaded``,
+    a :class:`~tinyconv.serialize.LoadedModel`.
 
     "features" shows the picture file ``image_file`` (prepared like
     ``tinyconv predict`` prepares it) or else test image ``index``;
@@ -468,9 +470,9 @@ def model_pictures(loaded, what, *, test=None, image_file=None, index: int = 0,
     which these and a feature map by index need. Raises ValueError for an
     index out of range, before anything is drawn.
     """
-    unknown = set(what) - set(PICTURES[:-1])
+    unknown = set(what) - set(MODEL_PICTURES)
     if unknown:
-        raise ValueError(f"model pictures are {PICTURES[:-1]}, got {sorted(unknown)}")
+        raise ValueError(f"model pictures are {MODEL_PICTURES}, got {sorted(unknown)}")
     by_index = "features" in what and image_file is None
     if (by_index or {"confusion", "mistakes"} & set(what)) and test is None:
         raise ValueError(f"drawing {sorted(what)} needs the test images, got none")
