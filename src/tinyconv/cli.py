@@ -64,7 +64,7 @@ PRESET_TRAINING = {
                    augment=False),
     "default": dict(optimizer="adam", lr=1e-3, epochs=5, weight_decay=0.0, schedule="cosine",
                     augment=False),
-    "strong": dict(optimizer="sgd", lr=0.05, epochs=20, weight_decay=5e-4, schedule="cosine",
+    "strong": dict(optimizer="adam", lr=1e-3, epochs=10, weight_decay=0.0, schedule="cosine",
                    augment=True),
     "custom": dict(optimizer="adam", lr=1e-3, epochs=5, weight_decay=0.0, schedule="none",
                    augment=False),
