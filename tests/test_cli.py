@@ -183,6 +183,20 @@ def test_train_on_an_image_folder(tmp_path):
     assert len(predicted.stdout.splitlines()) == 3
 
 
+def test_the_same_seed_trains_the_same_weights(tmp_path, fashion_mnist):
+    args = ["train", "--arch", "INPUT(1,28,28) -> CONV(4,5) -> MAXPOOL(4) -> FC(10)",
+            "--limit-train", "500", "--limit-test", "100", "--epochs", "2", "--augment"]
+    weights = []
+    for seed, out in (("7", "a"), ("7", "b"), ("8", "c")):
+        result = tinyconv(*args, "--seed", seed, "--out", out, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        with np.load(tmp_path / out / "model.npz", allow_pickle=False) as archive:
+            weights.append({k: archive[k] for k in archive.files if k.startswith("param/")})
+    assert weights[0].keys() == weights[1].keys() and weights[0]
+    assert all(np.array_equal(weights[0][k], weights[1][k]) for k in weights[0])
+    assert not all(np.array_equal(weights[0][k], weights[2][k]) for k in weights[0])
+
+
 def test_interrupt_keeps_the_checkpoint_and_resume_finishes(tmp_path, fashion_mnist):
     args = ["train", "--arch", "INPUT(1,28,28) -> CONV(4,5) -> MAXPOOL(4) -> FC(10)",
             "--limit-train", "300", "--limit-test", "100", "--epochs", "400", "--out", "run"]
