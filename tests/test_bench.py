@@ -31,3 +31,23 @@ def test_to_torch_gives_the_same_network(torch, preset):
     with torch.no_grad():
         expected = theirs(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(model.forward(x), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_without_pytorch_the_benchmark_says_so_and_reports_tinyconv_alone(monkeypatch):
+    monkeypatch.setattr(bench, "torch_available", lambda: False)
+    lines = []
+    results = bench.run(batches=(2,), rounds=1, budget=1e-4, memory=False, out=lines.append)
+    assert any("PyTorch is not installed" in line for line in lines)
+    assert all("pytorch" not in row and "ratio" not in row
+               for row in results["layers"] + results["steps"])
+    assert all(row["tinyconv"]["median"] > 0 for row in results["layers"])
+
+
+def test_bench_command_rejects_bad_options():
+    import subprocess
+    import sys
+    result = subprocess.run([sys.executable, "-m", "tinyconv", "bench", "--rounds", "0"],
+                            capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "--rounds" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -16,6 +16,7 @@ PyTorch it prints tinyconv's figures alone and says so.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -35,10 +36,11 @@ from .losses import CrossEntropyLoss
 from .optim import SGD
 from .spec import PRESETS, build
 
-try:
-    import torch
-except ImportError:  # the benchmark degrades to tinyconv-only figures
-    torch = None
+
+def torch_available() -> bool:
+    """Whether PyTorch is installed; it is imported only when the benchmark runs,
+    so that every other ``tinyconv`` command starts without it."""
+    return importlib.util.find_spec("torch") is not None
 
 
 # ----------------------------------------------------------------------------
@@ -82,6 +84,7 @@ def time_interleaved(candidates: dict, rounds: int, budget: float) -> dict:
 
 def to_torch(model):
     """A float32 ``torch.nn.Sequential`` equal to a tinyconv model, weights copied."""
+    import torch
     nn = torch.nn
     layers = []
     for layer in model:
@@ -136,6 +139,7 @@ def _layer_candidates(layer, shape, with_torch: bool):
     forward = {"tinyconv": lambda: layer.forward(x)}
     both = {"tinyconv": lambda: (layer.forward(x), layer.backward(grad))}
     if with_torch:
+        import torch
         t = to_torch(layer if isinstance(layer, Sequential) else Sequential(layer))
         xt = torch.from_numpy(x).requires_grad_(True)
         gt = torch.from_numpy(grad)
@@ -174,6 +178,7 @@ def _step_candidates(spec: str, batch: int, with_torch: bool):
 
     train, inference = {"tinyconv": step}, {"tinyconv": infer}
     if with_torch:
+        import torch
         t = to_torch(model)
         xt, yt = torch.from_numpy(x), torch.from_numpy(y)
         opt = torch.optim.SGD(t.parameters(), lr=0.01, momentum=0.9)
@@ -280,9 +285,10 @@ def machine() -> dict:
     except ImportError:
         info["blas"] = "unknown (install threadpoolctl to see)"
     info["OPENBLAS_CORETYPE"] = os.environ.get("OPENBLAS_CORETYPE", "(not set)")
-    if torch is not None:
+    info["load_average"] = round(os.getloadavg()[0], 2)
+    if torch_available():
+        import torch
         info["torch"] = torch.__version__
-        info["torch_threads"] = torch.get_num_threads()
     return info
 
 
@@ -308,13 +314,19 @@ def _format_rate(figure: dict, batch: int) -> str:
 def run(batches=(64, 256), rounds: int = 7, budget: float = 0.15, epoch: bool = False,
         memory: bool = True, data_dir: str | None = None, out=print) -> dict:
     """Run every measurement, print the table through ``out``, return the figures."""
-    with_torch = torch is not None
+    with_torch = torch_available()
     info = machine()
     if with_torch:
+        import torch
         torch.set_num_threads(info.get("blas_threads") or os.cpu_count() or 1)
         info["torch_threads"] = torch.get_num_threads()
     results = {"machine": info, "layers": [], "steps": [], "ratio": "pytorch time / tinyconv time"}
     out("tinyconv benchmark: " + ", ".join(f"{k} {v}" for k, v in info.items()))
+    if info["load_average"] > 0.5:
+        # With more runnable threads than cores, OpenBLAS's threads wait for
+        # one another and a step can take ten times longer.
+        out(f"warning: the machine is busy (load average {info['load_average']}): "
+            "other programs skew these figures")
     if not with_torch:
         out("PyTorch is not installed: tinyconv's figures only, no ratios "
             "(pip install torch==2.13.0 to compare).")

@@ -32,7 +32,7 @@ from typing import Callable
 
 import numpy as np
 
-from . import explain, optim
+from . import bench, explain, optim
 from .datasets import KNOWN, DataNotFound, load_dataset
 from .fileio import atomic_write_text
 from .images import prepare_image
@@ -526,6 +526,11 @@ COMMANDS: list[Command] = [
             "final figures, layer table, curves, confusion matrix, filters, feature maps "
             "and mistakes.",
             _report_arguments, run_report),
+    Command("bench", "time tinyconv against PyTorch on this machine",
+            "Time LeNet-5's layers, whole training steps and inference of lenet5 and "
+            "default, side by side with PyTorch (same threads, interleaved rounds), and "
+            "print the ratios, the machine's BLAS and the peak memory.",
+            bench.add_arguments, bench.main_from_args),
 ]
 
 
