@@ -50,6 +50,7 @@ __all__ = [
     "sigmoid_backward",
     "tanh_forward",
     "tanh_backward",
+    "softmax",
     "cross_entropy_forward",
     "cross_entropy_backward",
     "mse_forward",
@@ -558,6 +559,19 @@ def tanh_backward(grad_out, cache):
 # ----------------------------------------------------------------------------
 # Losses
 # ----------------------------------------------------------------------------
+
+def softmax(logits) -> np.ndarray:
+    """Class probabilities (N, classes) from logits (N, classes).
+
+    ``p[n, k] = exp(logits[n, k]) / Σ_j exp(logits[n, j])``. Each row is
+    shifted by its maximum first, which leaves the ratio unchanged but keeps
+    every exp at most 1, so logits of ±1000 cannot overflow. Each row sums to 1.
+    """
+    logits = as_float_array(logits, "softmax logits")
+    check_ndim(logits, 2, "(N, classes)", "softmax logits")
+    exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return exp / exp.sum(axis=1, keepdims=True)
+
 
 def cross_entropy_forward(logits, labels):
     """Softmax and cross-entropy on logits, averaged over the batch.

@@ -39,7 +39,7 @@ from .loader import Normalization
 from .spec import build, format_spec, input_shape
 
 __all__ = ["FORMAT_VERSION", "ModelFileError", "LoadedModel", "save_model", "load_model",
-           "read_npz", "spec_text"]
+           "read_npz"]
 
 FORMAT_VERSION = 1
 
@@ -67,11 +67,6 @@ class LoadedModel:
     classes: list[str]
     normalization: Normalization
     metadata: dict = field(default_factory=dict)
-
-
-def spec_text(spec) -> str:
-    """The canonical pattern-notation text of ``spec`` (text or a parsed spec)."""
-    return format_spec(spec)
 
 
 def read_npz(path, what: str = "model file") -> dict[str, np.ndarray]:
@@ -166,7 +161,7 @@ def save_model(path, model: Module, spec, classes, normalization: Normalization,
     Raises ValueError when the model does not fit the spec or the classes,
     TypeError when the metadata is not JSON.
     """
-    text = spec_text(spec)
+    text = format_spec(spec)
     classes = [str(name) for name in classes]
     if not classes:
         raise ValueError("a model file needs the class names, got none")

@@ -37,12 +37,13 @@ from pathlib import Path
 import numpy as np
 
 from .fileio import atomic_save_npz, atomic_write_text
-from .functional import cross_entropy_forward
+from .functional import cross_entropy_forward, softmax
 from .layers import Module
 from .loader import batches
 from .losses import CrossEntropyLoss
 from .progress import ProgressBar
-from .serialize import ModelFileError, read_npz, spec_text
+from .serialize import ModelFileError, read_npz
+from .spec import format_spec
 
 __all__ = ["fit", "evaluate", "predict_proba", "History", "Evaluation", "TrainingDiverged",
            "CheckpointError", "CHECKPOINT", "HISTORY_FIELDS"]
@@ -128,15 +129,6 @@ def _size(data) -> int:
     return len(data)
 
 
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    """Probabilities (N, classes) from logits (N, classes).
-
-    Each row is shifted by its maximum first, so that exp cannot overflow.
-    """
-    exp = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return exp / exp.sum(axis=1, keepdims=True)
-
-
 def evaluate(model: Module, data, normalization, batch_size: int = 500) -> Evaluation:
     """Loss, accuracy and confusion matrix of ``model`` on ``data``, in eval mode.
 
@@ -185,7 +177,7 @@ def predict_proba(model: Module, x, batch_size: int = 500) -> np.ndarray:
     was_training = model.training
     model.eval()
     try:
-        parts = [_softmax(model.forward(x[start:start + batch_size]))
+        parts = [softmax(model.forward(x[start:start + batch_size]))
                  for start in range(0, len(x), batch_size)]
     finally:
         model.train(was_training)
@@ -304,7 +296,7 @@ def fit(model: Module, train_data, val_data, *, epochs: int, batch_size: int, op
         raise ValueError("fit needs training images, got an empty dataset")
     out_dir = None if out_dir is None else Path(out_dir)
     checkpoint = None if out_dir is None else out_dir / CHECKPOINT
-    text = None if spec is None else spec_text(spec)
+    text = None if spec is None else format_spec(spec)
     run = dict(seed=seed, batch_size=batch_size, spec=text,
                classes=None if classes is None else [str(c) for c in classes])
     if resume:
