@@ -88,6 +88,11 @@ MALFORMED = [
     ("INPUT(1,28,28) -> FC(3, units=4)", "FC argument 'units' given twice", 25),
     ("INPUT(1,28,28) -> FC(3) -> INPUT(1,2,2)", "INPUT may only come first", 28),
     ("INPUT(1,28,28) -> [FC(3)]*0", "expected a positive integer for the repeat count", 27),
+    ("INPUT(1,28,28) -> [FC(10)]*99999999", "repeat count 99999999 is too large: a model may "
+                                            "have at most 1000 layers", 28),
+    ("INPUT(1,28,28) -> [[FC(3)]*100]*11", "repeat count 11 is too large (11 x 100 layers)", 33),
+    ("INPUT(1,28,28) -> [FC(3)]*600 -> [FC(2)]*401", "1001 layers up to here: a model may "
+                                                     "have at most 1000 layers", 35),
 ]
 
 
@@ -132,6 +137,35 @@ def test_layers_that_do_not_fit_are_spec_errors_at_the_layer(text, message):
     with pytest.raises(SpecError, match=message.replace("(", r"\(").replace(")", r"\)")) as error:
         build(text)
     assert error.value.column == text.rindex(message.split()[0]) + 1
+
+
+def test_a_thousand_layers_are_allowed():
+    assert len(parse("INPUT(1,28,28) -> [[FC(3)]*10]*100").elements()) == 1000
+
+
+# Each too large model, the layer that takes it past the limit and the numbers,
+# counted by hand: an FC layer has (inputs + 1) x units parameters, a CONV
+# layer F x (C x K x K + 1), so 785 x 100,000 = 78,500,000 before FC(1000).
+TOO_LARGE = [
+    ("INPUT(1,28,28) -> FC(100000) -> FC(1000)", "FC(1000)",
+     "FC(1000) has 100,001,000 parameters, which brings the model to 178,501,000: "
+     "a model may have at most 100,000,000"),
+    ("INPUT(1,9999,9999) -> FC(10)", "FC(10)", "FC(10) has 999,800,020 parameters"),
+    ("INPUT(512,28,28) -> CONV(4096,7) -> FC(10)", "CONV(4096,7)",
+     "CONV(4096,7) has 102,764,544 parameters"),
+    ("INPUT(1,99999,99999) -> FC(10)", "INPUT",
+     "INPUT 1 x 99999 x 99999 = 9,999,800,001 numbers per image: at most 100,000,000"),
+    ("INPUT(1,2000,2000) -> CONV(64,3,pad=1) -> FC(10)", "CONV",
+     "CONV(64,3,pad=1) outputs 64 x 2000 x 2000 = 256,000,000 numbers per image"),
+]
+
+
+@pytest.mark.parametrize("text, layer, message", TOO_LARGE)
+def test_too_large_models_are_refused_before_allocating(text, layer, message):
+    with pytest.raises(SpecError) as error:
+        build(text)
+    assert message in error.value.message
+    assert error.value.column == text.index(layer) + 1
 
 
 @pytest.mark.parametrize("text", [ISSUE_EXAMPLE, *PRESETS.values(),

@@ -36,6 +36,12 @@ cross-entropy loss takes. An explicit ``act=`` is always obeyed. The
 activation follows its layer directly, so ``CONV(8,3) -> BN`` is
 conv, ReLU, batch normalisation.
 
+A model may have at most :data:`MAX_LAYERS` layers after INPUT, repetitions
+written out, and at most :data:`MAX_PARAMETERS` parameters; a map or vector
+may hold at most :data:`MAX_VALUES` numbers per image. These bounds are
+checked from the text and the shapes before anything is allocated, so a
+mistyped count fails at once instead of filling the memory.
+
 ``?`` makes a pooling layer optional: it is applied only where its window
 fits the map that reaches it (kernel no larger than the padded height and
 width) and skipped where the map has become too small. So
@@ -60,7 +66,15 @@ from .layers import (AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, Dropout, Flatt
                      MaxPool2d, ReLU, Sequential, Sigmoid, Tanh)
 
 __all__ = ["SpecError", "Element", "Repeat", "Spec", "parse", "format_spec", "build",
-           "input_shape", "PRESETS", "resolve", "ACTIVATIONS"]
+           "input_shape", "PRESETS", "resolve", "ACTIVATIONS", "MAX_LAYERS", "MAX_PARAMETERS",
+           "MAX_VALUES"]
+
+#: The most layers a spec may describe, repetitions written out.
+MAX_LAYERS = 1000
+#: The most parameters a built model may have (400 MB of float32).
+MAX_PARAMETERS = 100_000_000
+#: The most numbers one image's input, map or vector may hold (400 MB of float32).
+MAX_VALUES = 100_000_000
 
 #: Activation name -> (layer class or None, init rule).
 ACTIVATIONS = {
@@ -158,6 +172,12 @@ class Spec:
         return _expand(self.body)
 
 
+def _count(items) -> int:
+    """How many layers ``items`` hold, repetitions written out, without writing them out."""
+    return sum(_count(item.body) * item.times if isinstance(item, Repeat) else 1
+               for item in items)
+
+
 def _expand(items) -> list[Element]:
     out = []
     for item in items:
@@ -245,7 +265,11 @@ class _Parser:
     def chain(self) -> tuple:
         items = [self.item()]
         while self.take("->"):
+            start = self.token
             items.append(self.item())
+            if _count(items) > MAX_LAYERS:
+                raise self.error(f"{_count(items)} layers up to here: a model may have at "
+                                 f"most {MAX_LAYERS} layers", start)
         return tuple(items)
 
     def item(self):
@@ -256,7 +280,12 @@ class _Parser:
                 raise self.expected("'->' or ']'")
             times = 1
             if self.take("*"):
+                count_token = self.token
                 times = self.number("count", "the repeat count after '*'")
+                if _count(body) * times > MAX_LAYERS:
+                    layers = f" ({times} x {_count(body)} layers)" if _count(body) > 1 else ""
+                    raise self.error(f"repeat count {times} is too large{layers}: a model "
+                                     f"may have at most {MAX_LAYERS} layers", count_token)
             return Repeat(body, times)
         element = self.element()
         if element.kind == "INPUT":
@@ -427,7 +456,10 @@ def build(spec, *, rng=None, dtype=np.float32) -> Sequential:
 
     Each layer's input size (``in_channels``, ``in_features``) follows from
     the shapes flowing from INPUT (eq. 4.2/4.3 for convolution and pooling);
-    a layer that does not fit raises :class:`SpecError` pointing at it.
+    a layer that does not fit raises :class:`SpecError` pointing at it, and
+    so does the layer whose weights would take the model past
+    :data:`MAX_PARAMETERS` or whose output would hold more than
+    :data:`MAX_VALUES` numbers per image, before any weight is allocated.
 
     Args:
         spec: a :class:`Spec` or spec text (a preset name: :func:`resolve` first).
@@ -439,15 +471,35 @@ def build(spec, *, rng=None, dtype=np.float32) -> Sequential:
     spec = _as_spec(spec)
     generator = as_generator(rng)
     default_act = spec.input["act"]
+    if _count(spec.body) > MAX_LAYERS:
+        raise SpecError(f"{_count(spec.body)} layers: a model may have at most {MAX_LAYERS} "
+                        "layers", spec.text, 0)
     elements = spec.elements()
     fc_positions = [i for i, e in enumerate(elements) if e.kind == "FC"]
     last_fc = fc_positions[-1] if fc_positions else None
     shape = input_shape(spec)  # (C, H, W) maps, or (features,) vectors
     layers = []
+    n_params = 0
 
     def fail(message: str, element: Element):
         raise SpecError(message, spec.text or format_spec(spec),
                         element.offset if spec.text else 0)
+
+    def check_size(element: Element, params: int, out_shape: tuple):
+        """Refuse ``element`` if its ``params`` weights or its output are too large."""
+        nonlocal n_params
+        n_params += params
+        if n_params > MAX_PARAMETERS:
+            fail(f"{_format_element(element)} has {params:,} parameters, which brings the model to "
+                 f"{n_params:,}: a model may have at most {MAX_PARAMETERS:,}", element)
+        if int(np.prod(out_shape)) > MAX_VALUES:
+            fail(f"{_format_element(element)} outputs {' x '.join(map(str, out_shape))} = "
+                 f"{int(np.prod(out_shape)):,} numbers per image: at most {MAX_VALUES:,} "
+                 "are allowed", element)
+
+    if int(np.prod(shape)) > MAX_VALUES:
+        fail(f"INPUT {' x '.join(map(str, shape))} = {int(np.prod(shape)):,} numbers per "
+             f"image: at most {MAX_VALUES:,} are allowed", spec.input)
 
     def activation(act: str):
         """The activation layer (None for "none") and the init rule for act."""
@@ -469,6 +521,9 @@ def build(spec, *, rng=None, dtype=np.float32) -> Sequential:
                      f"that reaches it", element)
             out_hw = (conv_output_size(h, k, s, p), conv_output_size(w, k, s, p))
             if kind == "CONV":
+                # eq. 4.4: F filters of C x K x K weights, and one bias each.
+                check_size(element, element["filters"] * (c * k * k + 1),
+                           (element["filters"],) + out_hw)
                 act = element["act"] or default_act
                 act_layer, init = activation(act)
                 layers.append(Conv2d(c, element["filters"], k, s, p, init=init,
@@ -485,6 +540,7 @@ def build(spec, *, rng=None, dtype=np.float32) -> Sequential:
             layers.append(Flatten())
             shape = (int(np.prod(shape)),)
         if kind == "FC":
+            check_size(element, (shape[0] + 1) * element["units"], (element["units"],))
             act = element["act"] or ("none" if position == last_fc else default_act)
             act_layer, init = activation(act)
             layers.append(Linear(shape[0], element["units"], init=init, rng=generator,
@@ -492,6 +548,7 @@ def build(spec, *, rng=None, dtype=np.float32) -> Sequential:
             layers.extend([act_layer] if act_layer else [])
             shape = (element["units"],)
         elif kind == "BN":
+            check_size(element, 2 * shape[0], shape)  # a scale and a shift per channel
             norm = BatchNorm2d if len(shape) == 3 else BatchNorm1d
             layers.append(norm(shape[0], dtype=dtype))
         elif kind == "DROPOUT":
