@@ -92,7 +92,7 @@ MALFORMED = [
                                             "have at most 1000 layers", 28),
     ("INPUT(1,28,28) -> [[FC(3)]*100]*11", "repeat count 11 is too large (11 x 100 layers)", 33),
     ("INPUT(1,28,28) -> [FC(3)]*600 -> [FC(2)]*401", "1001 layers up to here: a model may "
-                                                     "have at most 1000 layers", 35),
+                                                     "have at most 1000 layers", 34),
 ]
 
 
