@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 
 import tinyconv
+from tinyconv import functional as F
+from tinyconv import reference as R
 
 
 def raises(kind, *fragments):
@@ -128,6 +130,17 @@ def test_pool_padding_more_than_half_the_kernel(layer, kernel_size, padding):
         layer(kernel_size, padding=padding)
 
 
+@pytest.mark.parametrize("make, who", [
+    (lambda: tinyconv.MaxPool2d(2, padding=(0, 2)), "MaxPool2d"),
+    (lambda: F.avg_pool2d_forward(np.ones((1, 1, 4, 4)), 2, padding=(0, 2)), "avg_pool2d"),
+    (lambda: R.max_pool_forward(np.ones((1, 4, 4)), 2, padding=(0, 2)), "max_pool_forward"),
+])
+def test_pool_padding_is_one_rule_everywhere(make, who):
+    with raises(ValueError, f"{who}: padding should be at most half the kernel size",
+                "got padding (0, 2) for kernel_size (2, 2)"):
+        make()
+
+
 @pytest.mark.parametrize("value", [2.5, "3", (2, 2, 2), (2,), None, True, (2, 1.0)])
 def test_kernel_size_must_be_an_int_or_pair(value):
     with raises(TypeError, "kernel_size", "an int or a pair of ints", repr(value)):
@@ -143,6 +156,21 @@ def test_kernel_size_must_be_an_int_or_pair(value):
 def test_non_positive_sizes(make, name):
     with raises(ValueError, name, "positive"):
         make()
+
+
+@pytest.mark.parametrize("make, name, value", [
+    (lambda: tinyconv.Conv2d(1.0, 1, 3), "in_channels", 1.0),
+    (lambda: tinyconv.Linear(3, "2"), "out_features", "2"),
+    (lambda: tinyconv.BatchNorm2d(True), "num_features", True),
+])
+def test_sizes_must_be_ints(make, name, value):
+    with raises(TypeError, f"{name} must be an int", f"got {value!r}"):
+        make()
+
+
+def test_linear_bias_shape():
+    with raises(ValueError, "linear bias must have shape (2,)", "got (3,)"):
+        F.linear_forward(np.ones((1, 4)), np.ones((2, 4)), np.ones(3))
 
 
 def test_sequential_takes_only_layers():

@@ -121,9 +121,26 @@ def pair(value, name: str, minimum: int) -> tuple[int, int]:
                                    and not isinstance(v, bool) for v in values):
         raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
     if min(values) < minimum:
-        bound = "positive" if minimum == 1 else "non-negative"
-        raise ValueError(f"{name} must be {bound}, got {value!r}")
+        raise ValueError(f"{name} must be {_bound(minimum)}, got {value!r}")
     return int(values[0]), int(values[1])
+
+
+def _bound(minimum: int) -> str:
+    """How an error message says ``>= minimum``."""
+    return {0: "non-negative", 1: "positive"}.get(minimum, f"at least {minimum}")
+
+
+def check_int(value, name: str, minimum: int = 1) -> int:
+    """Return ``value`` as an int >= ``minimum`` (positive by default), or raise.
+
+    For counts such as ``in_channels`` or ``batch_size``: a float or a bool
+    is a TypeError, a number too small a ValueError, each naming ``name``.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be {_bound(minimum)}, got {value}")
+    return int(value)
 
 
 def conv_output_size(size: int, kernel_size: int, stride: int, padding: int) -> int:
@@ -137,14 +154,35 @@ def conv_output_size(size: int, kernel_size: int, stride: int, padding: int) -> 
     return (size - kernel_size + 2 * padding) // stride + 1
 
 
+def check_kernel_fits(input_hw: tuple[int, int], kernel: tuple[int, int],
+                      padding: tuple[int, int], name: str) -> None:
+    """Raise ``ValueError`` if a KH x KW kernel is larger than the padded (H, W) input.
+
+    Eq. 4.2 would otherwise give an output size of zero or less.
+    """
+    (h, w), (kh, kw), (ph, pw) = input_hw, kernel, padding
+    if kh > h + 2 * ph or kw > w + 2 * pw:
+        raise ValueError(f"{name}: kernel {kh}x{kw} is larger than the padded input "
+                         f"{h + 2 * ph}x{w + 2 * pw} (input {h}x{w}, padding {ph}, {pw})")
+
+
+def check_pool_padding(kernel: tuple[int, int], padding: tuple[int, int], name: str) -> None:
+    """Raise ``ValueError`` unless pooling padding is at most half the kernel.
+
+    PyTorch's rule: with PH <= KH // 2 (and PW likewise) every window holds
+    at least one real input and none is made of padding alone.
+    """
+    if padding[0] > kernel[0] // 2 or padding[1] > kernel[1] // 2:
+        raise ValueError(f"{name}: padding should be at most half the kernel size, "
+                         f"got padding {padding} for kernel_size {kernel}")
+
+
 def _window_geometry(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int],
                      padding: tuple[int, int], name: str) -> tuple[int, int]:
     """Check that a kernel fits the padded input; return (OH, OW)."""
     (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
     h, w = x.shape[2:]
-    if kh > h + 2 * ph or kw > w + 2 * pw:
-        raise ValueError(f"{name}: kernel {kh}x{kw} is larger than the padded input "
-                         f"{h + 2 * ph}x{w + 2 * pw} (input {h}x{w}, padding {ph}, {pw})")
+    check_kernel_fits((h, w), kernel, padding, name)
     return conv_output_size(h, kh, sh, ph), conv_output_size(w, kw, sw, pw)
 
 
@@ -332,10 +370,7 @@ def _pool_setup(x, kernel_size, stride, padding, name):
     kernel = pair(kernel_size, "kernel_size", 1)
     stride = kernel if stride is None else pair(stride, "stride", 1)
     padding = pair(padding, "padding", 0)
-    # PyTorch's rule: a window may not be more than half padding.
-    if padding[0] > kernel[0] // 2 or padding[1] > kernel[1] // 2:
-        raise ValueError(f"{name}: padding should be at most half the kernel size, "
-                         f"got padding {padding} for kernel_size {kernel}")
+    check_pool_padding(kernel, padding, name)
     out_hw = _window_geometry(x, kernel, stride, padding, name)
     return x, kernel, stride, padding, out_hw
 
@@ -373,6 +408,8 @@ def max_pool2d_backward(grad_out, cache):
     When a window holds several equal maxima the first in row-major order
     takes δ (the tutorial's code and the major frameworks agree); when windows
     overlap, an input that is the maximum of several windows receives the sum.
+    A NaN input passes NaN forward but gets no gradient (NaN equals nothing);
+    training that sees NaN has already diverged, so the loop does not test for it.
 
     Args:
         grad_out: (N, C, OH, OW). cache: from :func:`max_pool2d_forward`.
@@ -475,13 +512,14 @@ def linear_forward(x, weight, bias=None):
     if x.shape[1] != weight.shape[1]:
         raise ValueError(f"linear expected input with {weight.shape[1]} features "
                          f"(N, {weight.shape[1]}), got shape {x.shape}")
-    w = weight.astype(x.dtype, copy=False)
-    out = x @ w.T
     if bias is not None:
         bias = as_float_array(bias, "linear bias")
         if bias.shape != (weight.shape[0],):
             raise ValueError(f"linear bias must have shape ({weight.shape[0]},), "
                              f"got {bias.shape}")
+    w = weight.astype(x.dtype, copy=False)
+    out = x @ w.T
+    if bias is not None:
         out += bias.astype(x.dtype, copy=False)
     return out, (x, w, bias is not None)
 

@@ -180,6 +180,16 @@ class Module:
         """Same as ``train(False)``: the mode for evaluation and prediction."""
         return self.train(False)
 
+    def _accumulate(self, grad_weight, grad_bias) -> None:
+        """Add a backward's gradients into ``weight.grad`` and, if any, ``bias.grad``.
+
+        Gradients add up rather than replace, so that a batch may be split
+        into several backward passes; :meth:`zero_grad` starts afresh.
+        """
+        self.weight.grad += grad_weight
+        if self.bias is not None:
+            self.bias.grad += grad_bias
+
     def _saved(self, cache):
         """Return what forward saved, or say that forward must come first."""
         if cache is None:
@@ -191,15 +201,6 @@ class Module:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.extra_repr()})"
-
-
-def _check_count(value, name: str) -> int:
-    """A positive int such as ``in_channels``; raise a clear error otherwise."""
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be positive, got {value}")
-    return int(value)
 
 
 class Conv2d(Module):
@@ -227,8 +228,8 @@ class Conv2d(Module):
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
                  bias=True, *, init="he", rng=None, dtype=np.float32):
-        self.in_channels = _check_count(in_channels, "in_channels")
-        self.out_channels = _check_count(out_channels, "out_channels")
+        self.in_channels = F.check_int(in_channels, "in_channels")
+        self.out_channels = F.check_int(out_channels, "out_channels")
         self.kernel_size = F.pair(kernel_size, "kernel_size", 1)
         self.stride = F.pair(stride, "stride", 1)
         self.padding = F.pair(padding, "padding", 0)
@@ -245,9 +246,7 @@ class Conv2d(Module):
     def backward(self, grad_output, input_grad=True):
         grad_x, grad_weight, grad_bias = F.conv2d_backward(grad_output, self._saved(self._cache),
                                                            input_grad)
-        self.weight.grad += grad_weight
-        if self.bias is not None:
-            self.bias.grad += grad_bias
+        self._accumulate(grad_weight, grad_bias)
         return grad_x
 
     def extra_repr(self):
@@ -270,10 +269,7 @@ class _Pool2d(Module):
         self.kernel_size = F.pair(kernel_size, "kernel_size", 1)
         self.stride = self.kernel_size if stride is None else F.pair(stride, "stride", 1)
         self.padding = F.pair(padding, "padding", 0)
-        if (self.padding[0] > self.kernel_size[0] // 2
-                or self.padding[1] > self.kernel_size[1] // 2):
-            raise ValueError(f"padding should be at most half the kernel size, "
-                             f"got padding {self.padding} for kernel_size {self.kernel_size}")
+        F.check_pool_padding(self.kernel_size, self.padding, type(self).__name__)
         self._cache = None
 
     def forward(self, x):
@@ -332,8 +328,8 @@ class Linear(Module):
 
     def __init__(self, in_features, out_features, bias=True, *, init="he", rng=None,
                  dtype=np.float32):
-        self.in_features = _check_count(in_features, "in_features")
-        self.out_features = _check_count(out_features, "out_features")
+        self.in_features = F.check_int(in_features, "in_features")
+        self.out_features = F.check_int(out_features, "out_features")
         self.weight = Parameter(init_weight((self.out_features, self.in_features),
                                             init, rng, dtype))
         self.bias = Parameter(np.zeros(self.out_features, dtype)) if bias else None
@@ -347,9 +343,7 @@ class Linear(Module):
     def backward(self, grad_output, input_grad=True):
         grad_x, grad_weight, grad_bias = F.linear_backward(grad_output, self._saved(self._cache),
                                                            input_grad)
-        self.weight.grad += grad_weight
-        if self.bias is not None:
-            self.bias.grad += grad_bias
+        self._accumulate(grad_weight, grad_bias)
         return grad_x
 
     def extra_repr(self):
@@ -501,7 +495,7 @@ class BatchNorm2d(Module):
     buffers = ("running_mean", "running_var")
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, *, dtype=np.float32):
-        self.num_features = _check_count(num_features, "num_features")
+        self.num_features = F.check_int(num_features, "num_features")
         if not eps > 0:
             raise ValueError(f"eps must be positive, got {eps!r}")
         if not 0 <= momentum <= 1:
@@ -546,8 +540,7 @@ class BatchNorm2d(Module):
         grad_output = F.check_grad(grad_output, shape, cache.x_hat.dtype, type(self).__name__)
         grad_x, grad_weight, grad_bias = F.batch_norm2d_backward(
             grad_output.reshape(cache.x_hat.shape), cache)
-        self.weight.grad += grad_weight
-        self.bias.grad += grad_bias
+        self._accumulate(grad_weight, grad_bias)
         return grad_x.reshape(shape) if input_grad else None
 
     def extra_repr(self):

@@ -34,7 +34,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .functional import as_float_array, check_ndim, conv_output_size, pair
+from .functional import (as_float_array, check_kernel_fits, check_ndim, check_pool_padding,
+                         conv_output_size, pair)
 
 __all__ = [
     "output_size",
@@ -127,15 +128,6 @@ def _crop(x_padded: np.ndarray, padding, shape) -> np.ndarray:
             for c in range(w):
                 out[d, r, c] = x_padded[d, r + ph, c + pw]
     return out
-
-
-def _check_fits(input_shape, kernel, padding, name: str) -> None:
-    """Raise ``ValueError`` if a kernel is larger than the padded input."""
-    _, h, w = input_shape
-    (kh, kw), (ph, pw) = kernel, padding
-    if kh > h + 2 * ph or kw > w + 2 * pw:
-        raise ValueError(f"{name}: kernel {kh}x{kw} is larger than the padded input "
-                         f"{h + 2 * ph}x{w + 2 * pw} (input {h}x{w}, padding {ph}, {pw})")
 
 
 # ----------------------------------------------------------------------------
@@ -262,7 +254,7 @@ def conv_forward(x, filters, biases, stride=1, padding=0, activation=None) -> np
         raise ValueError(f"conv_forward: biases must have shape ({n_filters},), "
                          f"got {biases.shape}")
     (sh, sw), (ph, pw) = pair(stride, "stride", 1), pair(padding, "padding", 0)
-    _check_fits(x.shape, (kh, kw), (ph, pw), "conv_forward")
+    check_kernel_fits(x.shape[1:], (kh, kw), (ph, pw), "conv_forward")
     h2 = output_size(x.shape[1], kh, ph, sh)
     w2 = output_size(x.shape[2], kw, pw, sw)
 
@@ -290,7 +282,7 @@ def cross_correlation(a, b) -> np.ndarray:
     """
     a = _array(a, 2, "(ma, na)", "cross_correlation a")
     b = _array(b, 2, "(mb, nb)", "cross_correlation b")
-    _check_fits((1,) + a.shape, b.shape, (0, 0), "cross_correlation")
+    check_kernel_fits(a.shape, b.shape, (0, 0), "cross_correlation")
     out = np.zeros((a.shape[0] - b.shape[0] + 1, a.shape[1] - b.shape[1] + 1))
     for i in range(out.shape[0]):
         for j in range(out.shape[1]):
@@ -442,7 +434,7 @@ def conv_backward_delta(delta, filters, input_shape, stride=1, padding=0,
                          f"shape must be ({depth}, H, W), got {input_shape}")
     _, h, w = input_shape
     (sh, sw), (ph, pw) = pair(stride, "stride", 1), pair(padding, "padding", 0)
-    _check_fits(input_shape, (kh, kw), (ph, pw), "conv_backward_delta")
+    check_kernel_fits((h, w), (kh, kw), (ph, pw), "conv_backward_delta")
     delta = _array(delta, 3, "(N, H2, W2)", "conv_backward_delta delta")
     if delta.shape[0] != n_filters:
         raise ValueError(f"conv_backward_delta: delta must have one map per filter, "
@@ -493,7 +485,7 @@ def conv_weight_gradient(x, delta, kernel_size, stride=1, padding=0) -> np.ndarr
     kh, kw = pair(kernel_size, "kernel_size", 1)
     (sh, sw), (ph, pw) = pair(stride, "stride", 1), pair(padding, "padding", 0)
     delta = _array(delta, 3, "(N, H2, W2)", "conv_weight_gradient delta")
-    _check_fits(x.shape, (kh, kw), (ph, pw), "conv_weight_gradient")
+    check_kernel_fits(x.shape[1:], (kh, kw), (ph, pw), "conv_weight_gradient")
     _check_delta_shape(delta, x.shape, (kh, kw), (sh, sw), (ph, pw), "conv_weight_gradient")
 
     x_padded = zero_pad(x, (ph, pw))
@@ -535,10 +527,8 @@ def _pool_arguments(x, kernel_size, stride, padding, name: str):
     kernel = pair(kernel_size, "kernel_size", 1)
     stride = kernel if stride is None else pair(stride, "stride", 1)
     padding = pair(padding, "padding", 0)
-    if padding[0] > kernel[0] // 2 or padding[1] > kernel[1] // 2:
-        raise ValueError(f"{name}: padding should be at most half the kernel size, "
-                         f"got padding {padding} for kernel_size {kernel}")
-    _check_fits(x.shape, kernel, padding, name)
+    check_pool_padding(kernel, padding, name)
+    check_kernel_fits(x.shape[1:], kernel, padding, name)
     out_hw = (output_size(x.shape[1], kernel[0], padding[0], stride[0]),
               output_size(x.shape[2], kernel[1], padding[1], stride[1]))
     return x, kernel, stride, padding, out_hw
