@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import tinyconv
+from tinyconv.spec import build
 
 LIMIT = 1e-6
 
@@ -85,6 +86,35 @@ def test_losses_pass_inside_a_network():
     x = rng.standard_normal((3, 4))
     assert tinyconv.gradcheck(model, x, tinyconv.MSELoss(), rng.standard_normal((3, 3))) < LIMIT
     assert tinyconv.gradcheck(model, x, tinyconv.CrossEntropyLoss(), np.array([0, 2, 2])) < LIMIT
+
+
+def dropout_batchnorm_network():
+    """CONV -> BN -> ReLU -> DROPOUT(0.3) -> FLATTEN -> FC, in training mode.
+
+    The convolution has no bias: batch norm would subtract it again, so its
+    gradient would be zero and its relative error only rounding noise.
+    """
+    return tinyconv.Sequential(
+        tinyconv.Conv2d(1, 2, 3, bias=False, rng=24), tinyconv.BatchNorm2d(2), tinyconv.ReLU(),
+        tinyconv.Dropout(0.3, rng=25), tinyconv.Flatten(), tinyconv.Linear(2 * 4 * 4, 3, rng=26))
+
+
+# The "strong" preset's structure at a tiny size: two CONV -> BN -> MAXPOOL
+# blocks, then FC -> DROPOUT -> FC.
+TINY_STRONG = ("INPUT(1,8,8) -> [CONV(2,3,pad=1) -> BN -> MAXPOOL(2)] -> "
+               "[CONV(3,3,pad=1) -> BN -> MAXPOOL(2)] -> FC(6) -> DROPOUT(0.5) -> FC(4)")
+
+
+@pytest.mark.parametrize("make, shape", [
+    (dropout_batchnorm_network, (3, 1, 6, 6)),
+    (lambda: build(TINY_STRONG, rng=27), (3, 1, 8, 8)),
+], ids=["conv-bn-relu-dropout-fc", "tiny-strong"])
+def test_dropout_and_batch_norm_in_training_mode(make, shape):
+    """Each forward draws the same masks, so the objective is one fixed function."""
+    model = make().train()
+    x = np.random.default_rng(17).standard_normal(shape)
+    error = tinyconv.gradcheck(model, x, tinyconv.CrossEntropyLoss(), np.array([0, 2, 1]))
+    assert error < LIMIT
 
 
 # ----------------------------------------------------------------------------
@@ -163,3 +193,20 @@ def test_restores_parameters_when_the_module_raises():
         tinyconv.gradcheck(layer, np.ones((1, 3)))
     assert layer.weight.data.dtype == np.float32
     np.testing.assert_array_equal(layer.weight.data, data)
+
+
+def test_leaves_dropout_randomness_and_running_statistics_as_they_were():
+    model = build(TINY_STRONG, rng=28).train()
+    dropout = next(m for m in model.modules() if isinstance(m, tinyconv.Dropout))
+    rng_state = dropout.rng.bit_generator.state
+    buffers = {name: (array, array.copy()) for name, array in model.named_buffers()}
+    assert buffers, "the network has batch-norm running statistics"
+    x = np.random.default_rng(18).standard_normal((2, 1, 8, 8))
+
+    tinyconv.gradcheck(model, x, tinyconv.CrossEntropyLoss(), np.array([3, 1]))
+
+    assert dropout.rng.bit_generator.state == rng_state
+    for name, array in model.named_buffers():
+        same_array, values = buffers[name]
+        assert array is same_array, name
+        np.testing.assert_array_equal(array, values, err_msg=name)

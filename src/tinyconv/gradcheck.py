@@ -32,10 +32,16 @@ def gradcheck(module, x, criterion=None, target=None, *, eps: float = 1e-6,
     The check runs in float64: the module's parameters are switched to
     float64 copies with fresh gradients for its duration, and afterwards each
     parameter gets back its own ``.data`` and ``.grad`` arrays, untouched.
-    The objective is ``criterion.forward(module(x), target)`` when
-    a criterion is given, otherwise ``Σ module(x) · R`` for a fixed random
+    The objective is ``criterion.forward(module(x), target)`` when a
+    criterion is given, otherwise ``Σ module(x) · R`` for a fixed random
     array R, which makes ``R`` the upstream δ and checks the layer for an
     arbitrary incoming gradient.
+
+    The objective must be one fixed function of x and the weights, so every
+    forward pass starts from the random state each dropout layer's ``rng``
+    had when the check began (every pass draws the same masks), and from the
+    batch-norm running statistics as they were. Afterwards both are as the
+    caller left them: a check in training mode changes nothing.
 
     Every element of the input and of every parameter is perturbed by ±eps,
     so the cost is two forward passes per element: use small inputs.
@@ -58,10 +64,24 @@ def gradcheck(module, x, criterion=None, target=None, *, eps: float = 1e-6,
     (about 1e-7 / ε) would swamp the difference for any useful ε. A ReLU or a
     max-pooling window whose input sits within ε of its kink or tie is not
     differentiable there and can show a large error: random inputs avoid it.
+    So can a parameter whose gradient is zero by construction, such as a
+    bias right before batch norm (which subtracts it again): both sides are
+    then rounding noise.
     """
     x = np.array(x, dtype=np.float64)  # our own copy, perturbed in place below
     named = list(module.named_parameters())
     originals = [(p.data, p.grad) for _, p in named]
+    # Modules with their own Generator (dropout) and their states, and the buffers' values.
+    generators = [(m, m.rng.bit_generator.state) for m in module.modules()
+                  if isinstance(getattr(m, "rng", None), np.random.Generator)]
+    buffers = [(array, array.copy()) for _, array in module.named_buffers()]
+
+    def hold_still() -> None:
+        for owner, state in generators:
+            owner.rng.bit_generator.state = state
+        for array, saved in buffers:
+            array[...] = saved
+
     for _, p in named:
         p.data = p.data.astype(np.float64)
         # Our own gradient array: zero_grad below must not clear the caller's.
@@ -72,6 +92,7 @@ def gradcheck(module, x, criterion=None, target=None, *, eps: float = 1e-6,
             upstream = as_generator(rng).standard_normal(module.forward(x).shape)
 
         def objective() -> float:
+            hold_still()
             out = module.forward(x)
             if criterion is None:
                 return float(np.sum(out * upstream))
@@ -96,6 +117,7 @@ def gradcheck(module, x, criterion=None, target=None, *, eps: float = 1e-6,
             worst = max(worst, relative_error(analytic, numeric))
         return worst
     finally:
+        hold_still()
         for (_, p), (data, grad) in zip(named, originals):
             p.data = data
             p.grad = grad
