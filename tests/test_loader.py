@@ -42,6 +42,8 @@ def test_split_edges_and_bad_input():
     for n, fraction in ((10, 1.0), (10, -0.1), (0, 0.1), (1, 0.9)):
         with pytest.raises(ValueError):
             train_val_split(n, fraction, 0)
+    with pytest.raises(TypeError, match=r"n \(the number of samples\) must be an int"):
+        train_val_split(10.0, 0.1, 0)
 
 
 # -- Normalization -------------------------------------------------------------------------
@@ -128,8 +130,10 @@ def test_batches_refuse_bad_input():
     data = toy_dataset(4)
     with pytest.raises(TypeError, match="numpy Generator"):
         next(batches(data, 2, shuffle=True, rng=0))
-    with pytest.raises(ValueError, match="batch_size must be a positive int"):
+    with pytest.raises(ValueError, match="batch_size must be positive, got 0"):
         next(batches(data, 0, shuffle=False))
+    with pytest.raises(TypeError, match="batch_size must be an int, got 2.5"):
+        next(batches(data, 2.5, shuffle=False))
     with pytest.raises(ValueError, match="labels must have shape"):
         next(batches((data.images, data.labels[:3]), 2, shuffle=False))
 
@@ -203,7 +207,9 @@ def test_augmented_batches_keep_labels_and_shapes():
 
 
 def test_augment_bad_input():
-    with pytest.raises(ValueError, match="max_shift"):
+    with pytest.raises(ValueError, match="max_shift must be non-negative, got -1"):
         Augment(max_shift=-1)
+    with pytest.raises(TypeError, match="max_shift must be an int"):
+        Augment(max_shift=1.5)
     with pytest.raises(ValueError, match="one value per image"):
         Augment.apply(tiny_image(), [0, 1], [0], [False])

@@ -209,3 +209,14 @@ def test_schedule_state_dict_restores_the_rate():
     schedule.step()
     restored.step()
     assert second.lr == first.lr
+
+
+@pytest.mark.parametrize("make, error, match", [
+    (lambda o: StepLR(o, 0), ValueError, r"step_size \(epochs\) must be positive, got 0"),
+    (lambda o: StepLR(o, 2.0), TypeError, r"step_size \(epochs\) must be an int, got 2.0"),
+    (lambda o: CosineLR(o, -1), ValueError, "total_epochs must be positive, got -1"),
+    (lambda o: CosineLR(o, True), TypeError, "total_epochs must be an int, got True"),
+])
+def test_schedule_bad_epochs(make, error, match):
+    with pytest.raises(error, match=match):
+        make(SGD([Parameter(np.zeros(1))], lr=0.1))

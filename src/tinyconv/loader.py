@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .functional import check_int
 from .init import as_generator
 
 __all__ = ["train_val_split", "Normalization", "Augment", "batches"]
@@ -37,8 +38,7 @@ def train_val_split(n: int, val_fraction: float, rng) -> tuple[np.ndarray, np.nd
     rather than on the test set. Returns ``(train_idx, val_idx)``, two sorted
     int64 arrays that are disjoint and together cover 0..n-1.
     """
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"n must be a positive number of samples, got {n!r}")
+    n = check_int(n, "n (the number of samples)")
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction!r}")
     n_val = int(round(n * val_fraction))
@@ -105,6 +105,7 @@ class Normalization:
         std = np.asarray(self.std, np.float32).reshape(1, -1, 1, 1)
         return (batch.astype(np.float32) * np.float32(1 / 255) - mean) / std
 
+
 @dataclass(frozen=True)
 class Augment:
     """Random small shifts and horizontal flips, drawn per image.
@@ -122,9 +123,7 @@ class Augment:
     hflip: bool = True
 
     def __post_init__(self):
-        if isinstance(self.max_shift, bool) or not isinstance(self.max_shift, (int, np.integer)) \
-                or self.max_shift < 0:
-            raise ValueError(f"max_shift must be a non-negative int, got {self.max_shift!r}")
+        check_int(self.max_shift, "max_shift", 0)
 
     def draw(self, n: int, rng: np.random.Generator):
         """Random ``(dy, dx, flip)`` for ``n`` images: int arrays (n,) and a bool array (n,)."""
@@ -164,6 +163,7 @@ def _shift_each(images: np.ndarray, shifts: np.ndarray, axis: int) -> np.ndarray
         out[chosen] = _shift(images[chosen], int(shift), axis)
     return out
 
+
 def _shift(images: np.ndarray, shift: int, axis: int) -> np.ndarray:
     """``images`` moved by ``shift`` pixels along ``axis`` (2: down, 3: right), zero filled."""
     out = np.zeros_like(images)
@@ -198,9 +198,7 @@ def batches(data, batch_size: int, *, shuffle: bool, rng=None, normalization=Non
     labels = np.asarray(labels)
     if labels.shape != (len(images),):
         raise ValueError(f"labels must have shape ({len(images)},), got {labels.shape}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
-            or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    check_int(batch_size, "batch_size")
     if (shuffle or augment is not None) and not isinstance(rng, np.random.Generator):
         raise TypeError(f"shuffling and augmenting need rng to be a numpy Generator "
                         f"(np.random.default_rng(seed)), got {rng!r}")

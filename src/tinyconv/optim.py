@@ -23,6 +23,7 @@ import math
 
 import numpy as np
 
+from .functional import check_int
 from .layers import Parameter
 
 __all__ = ["Optimizer", "SGD", "Adam", "StepLR", "CosineLR"]
@@ -262,11 +263,7 @@ class StepLR(_Schedule):
 
     def __init__(self, optimizer, step_size, gamma=0.1):
         super().__init__(optimizer)
-        if isinstance(step_size, bool) or not isinstance(step_size, (int, np.integer)):
-            raise TypeError(f"step_size must be an int number of epochs, got {step_size!r}")
-        if step_size < 1:
-            raise ValueError(f"step_size must be at least 1 epoch, got {step_size}")
-        self.step_size = int(step_size)
+        self.step_size = check_int(step_size, "step_size (epochs)")
         self.gamma = _check_number(gamma, "gamma", 0.0)
         if self.gamma == 0:
             raise ValueError("gamma must be positive, got 0.0")
@@ -287,11 +284,7 @@ class CosineLR(_Schedule):
 
     def __init__(self, optimizer, total_epochs, min_lr=0.0):
         super().__init__(optimizer)
-        if isinstance(total_epochs, bool) or not isinstance(total_epochs, (int, np.integer)):
-            raise TypeError(f"total_epochs must be an int, got {total_epochs!r}")
-        if total_epochs < 1:
-            raise ValueError(f"total_epochs must be at least 1, got {total_epochs}")
-        self.total_epochs = int(total_epochs)
+        self.total_epochs = check_int(total_epochs, "total_epochs")
         self.min_lr = _check_number(min_lr, "min_lr", 0.0, self.base_lr)
 
     def lr_at(self, epoch):
