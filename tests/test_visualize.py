@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -241,7 +242,7 @@ def test_cli_feature_maps_of_the_users_picture(run_dir, tmp_path):
 
 
 @pytest.mark.parametrize("case", ["not a model", "index out of range", "unwritable",
-                                  "no history"])
+                                  "refused by the file system", "no history"])
 def test_cli_bad_input_one_line_exit_2(run_dir, tmp_path, case):
     model = run_dir / "model.npz"
     if case == "not a model":
@@ -256,6 +257,13 @@ def test_cli_bad_input_one_line_exit_2(run_dir, tmp_path, case):
         (tmp_path / "a_file").write_text("")
         args = ["visualize", model, "--what", "filters", "--out", tmp_path / "a_file" / "x"]
         expected = "cannot write to"
+    elif case == "refused by the file system":
+        # Its permission bits let root write, but /proc makes no files: only
+        # trying to create one finds out. (Tests run as root, so chmod would not do.)
+        if not Path("/proc/self").is_dir():
+            pytest.skip("no /proc on this system")
+        args = ["visualize", model, "--what", "filters", "--out", "/proc"]
+        expected = "cannot write to /proc: a file cannot be created there"
     else:
         args = ["visualize", tmp_path, "--what", "curves"]
         expected = "no history"

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import io
 import math
-import os
+import tempfile
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,16 +101,25 @@ def require_matplotlib():
 def writable_directory(path) -> Path:
     """Make sure ``path`` is a directory pictures can be written to; return it.
 
-    Creates it if needed. Raises an OSError that names the path when it
-    cannot be created or written to, before anything is drawn.
+    Creates it if needed, then creates and removes a temporary file in it:
+    permission bits do not tell, since root may write anywhere except where
+    the file system itself refuses (/proc, a read-only mount). Raises an
+    OSError that names the directory when it cannot be created or written
+    to, before anything is drawn.
     """
     path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OSError(f"cannot write to {path}: it is a file, not a directory")
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise OSError(f"cannot write to {path}: {error.strerror or error}") from None
-    if not path.is_dir() or not os.access(path, os.W_OK | os.X_OK):
-        raise OSError(f"cannot write to {path}: it is not a writable directory")
+    try:
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as error:
+        raise OSError(f"cannot write to {path}: a file cannot be created there "
+                      f"({error.strerror or error})") from None
     return path
 
 
