@@ -1,4 +1,4 @@
-"""Shared test set-up: PyTorch as an independent oracle.
+"""Shared test set-up: PyTorch as an independent oracle, and the real Fashion-MNIST.
 
 A test that compares tinyconv with PyTorch takes the ``torch`` fixture::
 
@@ -10,17 +10,27 @@ NumPy's float64 arrays and new torch layers agree with tinyconv to ~1e-12.
 Code that cannot take a fixture (a helper, a module-level check) calls
 :func:`require_torch` instead.
 
-When torch is not installed the test is skipped on a developer's machine but
-FAILS under CI (``CI=true``): there a missing oracle must not pass quietly.
+A test that reads the real Fashion-MNIST files of the Debian package
+``dataset-fashion-mnist`` takes the ``fashion_mnist_dir`` fixture, or calls
+:func:`require_fashion_mnist` where a fixture cannot reach.
+
+When torch or the data set is missing, the test is skipped on a developer's
+machine but FAILS under CI (``CI=true``): there a missing oracle or data set
+must not pass quietly.
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
 INSTALL_TORCH = "pip install torch==2.13.0 (the CPU build; `make test` does it)"
+INSTALL_FASHION_MNIST = "apt-get install dataset-fashion-mnist (`.ci/run` does it)"
+FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+FASHION_MNIST_FILES = tuple(f"{split}-{kind}-ubyte.gz" for split in ("train", "t10k")
+                            for kind in ("images-idx3", "labels-idx1"))
 
 
 def running_in_ci() -> bool:
@@ -35,12 +45,29 @@ def require_torch():
     except ImportError:
         torch = None
     if torch is None:
-        message = ("PyTorch is the test oracle and is not installed; "
-                   f"install it with: {INSTALL_TORCH}")
-        if running_in_ci():
-            pytest.fail(f"{message} (CI=true: a missing oracle fails the run)", pytrace=False)
-        pytest.skip(message)
+        _missing("PyTorch is the test oracle and is not installed; "
+                 f"install it with: {INSTALL_TORCH}", "oracle")
     return torch
+
+
+def require_fashion_mnist() -> Path:
+    """The Debian package's Fashion-MNIST directory; fail under CI, skip elsewhere, if missing.
+
+    All four files must be there (``train`` and ``t10k``, images and labels).
+    """
+    missing = [name for name in FASHION_MNIST_FILES
+               if not (FASHION_MNIST_DIR / name).is_file()]
+    if missing:
+        _missing(f"the real Fashion-MNIST is not in {FASHION_MNIST_DIR} (missing "
+                 f"{', '.join(missing)}); install it with: {INSTALL_FASHION_MNIST}", "data set")
+    return FASHION_MNIST_DIR
+
+
+def _missing(message: str, what: str):
+    """Fail the test under CI, where nothing may be missing; skip it elsewhere."""
+    if running_in_ci():
+        pytest.fail(f"{message} (CI=true: a missing {what} fails the run)", pytrace=False)
+    pytest.skip(message)
 
 
 @pytest.fixture
@@ -51,3 +78,9 @@ def torch():
     torch.set_default_dtype(torch.float64)
     yield torch
     torch.set_default_dtype(previous)
+
+
+@pytest.fixture
+def fashion_mnist_dir() -> Path:
+    """The directory of the real Fashion-MNIST files; see :func:`require_fashion_mnist`."""
+    return require_fashion_mnist()

@@ -23,11 +23,6 @@ from tinyconv.datasets import (KNOWN, DataNotFound, Dataset, find_dataset_dir, l
                                search_dirs)
 from tinyconv.idx import write_idx
 
-FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
-needs_fashion = pytest.mark.skipif(
-    not FASHION_DIR.is_dir(),
-    reason="the Debian package dataset-fashion-mnist is not installed")
-
 SIZES = {"train": 12, "test": 5}
 
 
@@ -205,7 +200,7 @@ def test_no_download_when_told_not_to(clean_env):
 
 # -- the real files ------------------------------------------------------------------------
 
-@needs_fashion
+@pytest.mark.usefixtures("fashion_mnist_dir")
 def test_real_fashion_mnist_through_the_debian_package(monkeypatch, tmp_path):
     monkeypatch.delenv("TINYCONV_DATA", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))

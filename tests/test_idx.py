@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import gzip
 import struct
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tinyconv.idx import IdxError, read_idx, write_idx
-
-FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 
 
 def idx_bytes(type_code: int, dims: tuple[int, ...], payload: bytes) -> bytes:
@@ -89,14 +86,12 @@ def test_writer_refuses_what_idx_cannot_hold(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.skipif(not FASHION_DIR.is_dir(), reason="the Debian package dataset-fashion-mnist "
-                    "is not installed (apt-get install dataset-fashion-mnist)")
-def test_real_fashion_mnist_files():
-    images = read_idx(FASHION_DIR / "t10k-images-idx3-ubyte.gz")
-    labels = read_idx(FASHION_DIR / "t10k-labels-idx1-ubyte.gz")
+def test_real_fashion_mnist_files(fashion_mnist_dir):
+    images = read_idx(fashion_mnist_dir / "t10k-images-idx3-ubyte.gz")
+    labels = read_idx(fashion_mnist_dir / "t10k-labels-idx1-ubyte.gz")
     assert images.shape == (10000, 28, 28) and images.dtype == np.uint8
     assert labels.shape == (10000,) and labels.dtype == np.uint8
     # Fashion-MNIST's test set has exactly 1000 images of each of its ten classes.
     np.testing.assert_array_equal(np.bincount(labels), [1000] * 10)
-    train_labels = read_idx(FASHION_DIR / "train-labels-idx1-ubyte.gz")
+    train_labels = read_idx(fashion_mnist_dir / "train-labels-idx1-ubyte.gz")
     np.testing.assert_array_equal(np.bincount(train_labels), [6000] * 10)

@@ -12,8 +12,6 @@ from PIL import Image
 from tinyconv.images import prepare_image, require_pillow
 from tinyconv.idx import read_idx
 
-FASHION_TEST = Path("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")
-
 
 def save(tmp_path: Path, pixels: np.ndarray, name: str = "picture.png") -> Path:
     path = tmp_path / name
@@ -89,9 +87,8 @@ def test_transparent_drawing_reads_as_ink_on_paper(tmp_path):
     assert image[0, 14, 14] > 200 and image[0, 0, 0] == 0
 
 
-@pytest.mark.skipif(not FASHION_TEST.is_file(), reason="dataset-fashion-mnist not installed")
-def test_a_fashion_mnist_image_comes_back_unchanged(tmp_path):
-    original = read_idx(FASHION_TEST)[0]
+def test_a_fashion_mnist_image_comes_back_unchanged(tmp_path, fashion_mnist_dir):
+    original = read_idx(fashion_mnist_dir / "t10k-images-idx3-ubyte.gz")[0]
     image, inverted = prepare_image(save(tmp_path, original))
     assert not inverted
     np.testing.assert_array_equal(image[0], original)
