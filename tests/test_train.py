@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import io
 import json
+import re
+import warnings
 
 import numpy as np
 import pytest
 
 import tinyconv.train as train_module
 from tinyconv.datasets import DataNotFound, load_dataset
+from tinyconv.functional import softmax
 from tinyconv.loader import Augment, Normalization
 from tinyconv.losses import CrossEntropyLoss
 from tinyconv.optim import SGD, Adam, CosineLR
@@ -49,11 +52,12 @@ def _quiet(**overrides):
     return {"progress": False, "log": lambda line: None, **overrides}
 
 
-def _run(small, tmp_path=None, epochs=3, seed=7, resume=False, model_seed=0, **overrides):
+def _run(small, tmp_path=None, epochs=3, seed=7, resume=False, model_seed=0, lr=0.05,
+         **overrides):
     """Train TINY with SGD + momentum, cosine schedule, augmentation; return (model, history)."""
     train, val, norm = small
     model = build(TINY, rng=model_seed)
-    optimizer = SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-4)
+    optimizer = SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=1e-4)
     scheduler = CosineLR(optimizer, total_epochs=3)
     settings = dict(epochs=epochs, batch_size=32, optimizer=optimizer, scheduler=scheduler,
                     seed=seed, normalization=norm, augment=Augment(max_shift=2),
@@ -117,7 +121,11 @@ def test_resumed_run_equals_uninterrupted_run(small, tmp_path):
 def test_checkpoint_describes_itself(small, tmp_path):
     model, _ = _run(small, tmp_path, epochs=1)
     arrays = read_npz(tmp_path / CHECKPOINT)
-    assert int(arrays["epoch"]) == 1 and int(arrays["seed"]) == 7
+    settings = json.loads(str(arrays["settings"]))
+    assert int(arrays["epoch"]) == 1 and settings["seed"] == 7
+    assert settings["lr"] == 0.05 and settings["momentum"] == 0.9
+    assert settings["augmentation"] == "Augment(max_shift=2, hflip=True)"
+    assert settings["training images"] == 256 and settings["validation images"] == 128
     assert str(arrays["spec"]).startswith("INPUT(1,28,28) -> CONV(4,3,stride=2)")
     assert list(arrays["classes"]) == small[0].classes
     np.testing.assert_array_equal(arrays["normalization/mean"], small[2].mean)
@@ -166,11 +174,13 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(
     assert (tmp_path / CHECKPOINT).read_bytes() == before
 
 
-def test_absurd_learning_rate_diverges(small):
+def test_absurd_learning_rate_diverges_without_numpy_warnings(small):
+    """The error is the only message: no overflow RuntimeWarnings before it."""
     train, val, norm = small
     model = build(TINY, rng=0)
-    with pytest.raises(TrainingDiverged, match="No checkpoint had been written"):
-        with np.errstate(all="ignore"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning would end fit before the guard
+        with pytest.raises(TrainingDiverged, match="No checkpoint had been written"):
             fit(model, train, val, epochs=3, batch_size=32,
                 optimizer=SGD(model.parameters(), lr=1e12), seed=0, normalization=norm,
                 **_quiet())
@@ -199,15 +209,48 @@ def test_early_stopping_keeps_the_best_weights(small, tmp_path, monkeypatch):
     _assert_same_weights(_weights(two_epochs), _weights(resumed))
 
 
-@pytest.mark.parametrize("change, match", [
+@pytest.mark.parametrize("change, message", [
     (dict(seed=8), "seed 7 there, 8 here"),
     (dict(batch_size=16), "batch size 32 there, 16 here"),
     (dict(spec="INPUT(1,28,28) -> FC(10)"), "different model"),
+    (dict(lr=0.1), "lr 0.05 there, 0.1 here"),
+    (dict(seed=8, lr=0.1), "seed 7 there, 8 here; lr 0.05 there, 0.1 here"),
+    (dict(augment=None), "augmentation Augment(max_shift=2, hflip=True) there, none here"),
+    (dict(augment=Augment(max_shift=1)), "augmentation Augment(max_shift=2, hflip=True) "
+                                         "there, Augment(max_shift=1, hflip=True) here"),
+    (dict(normalization=Normalization(0.5, 0.25)), "[0.5] here; normalization std"),
 ])
-def test_resume_refuses_another_runs_checkpoint(small, tmp_path, change, match):
+def test_resume_refuses_another_runs_checkpoint(small, tmp_path, change, message):
     _run(small, tmp_path, epochs=1)
-    with pytest.raises(CheckpointError, match=match):
+    with pytest.raises(CheckpointError, match=re.escape(message)):
         _run(small, tmp_path, epochs=2, resume=True, **change)
+
+
+def test_resume_refuses_other_optimizer_settings(small, tmp_path):
+    train, val, norm = small
+    _run(small, tmp_path, epochs=1)
+    model = build(TINY, rng=0)
+    with pytest.raises(CheckpointError, match=r"optimizer SGD there, Adam here.*"
+                                              r"momentum 0\.9 there, not set here.*"
+                                              r"betas not set there, \[0\.9, 0\.999\] here"):
+        fit(model, train, val, epochs=2, batch_size=32, optimizer=Adam(model.parameters()),
+            scheduler=None, seed=7, normalization=norm, augment=Augment(max_shift=2),
+            out_dir=tmp_path, resume=True, spec=TINY, **_quiet())
+
+
+def test_resume_refuses_other_data(small, tmp_path):
+    train, val, norm = small
+    _run(small, tmp_path, epochs=1)
+    with pytest.raises(CheckpointError, match="validation images 128 there, 64 here"):
+        _run((train, val.subset(np.arange(64)), norm), tmp_path, epochs=2, resume=True)
+    with pytest.raises(CheckpointError, match="validation images 128 there, 0 here"):
+        _run((train, None, norm), tmp_path, epochs=2, resume=True)
+    # The same number of images, in another order: only the labels' digest differs.
+    reordered = train.subset(np.arange(len(train))[::-1])
+    with pytest.raises(CheckpointError, match=r"\(training data images 256x1x28x28, labels "
+                                              r"sha256 \w+ there, images 256x1x28x28, labels "
+                                              r"sha256 \w+ here\)"):
+        _run((reordered, val, norm), tmp_path, epochs=2, resume=True)
 
 
 def test_resume_without_a_checkpoint(small, tmp_path):
@@ -273,6 +316,15 @@ def test_predict_proba_is_the_softmax_in_eval_mode(small):
     np.testing.assert_array_equal(probabilities.argmax(axis=1), model.forward(x).argmax(axis=1))
     with pytest.raises(ValueError, match="normalised float images"):
         predict_proba(model, val.images[:2])
+
+
+def test_softmax_against_the_definition():
+    logits = np.array([[1.0, 2.0, 3.0], [0.0, 0.0, 0.0], [-1.0, 5.0, 0.5]])
+    direct = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(softmax(logits), direct, rtol=1e-12)
+    # exp(1000) overflows; the shifted form still gives exact probabilities.
+    np.testing.assert_allclose(softmax(logits * 1000)[0], [0, 0, 1], atol=1e-300)
+    np.testing.assert_allclose(softmax(np.array([[-1000.0, -1000.0]])), [[0.5, 0.5]])
 
 
 def test_progress_is_one_plain_line_per_epoch_when_not_a_terminal(small, capsys):

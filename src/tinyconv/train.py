@@ -27,10 +27,12 @@ Shapes: images (N, C, H, W); labels (N,); logits and probabilities
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import math
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,11 +51,18 @@ __all__ = ["fit", "evaluate", "predict_proba", "History", "Evaluation", "Trainin
            "CheckpointError", "CHECKPOINT", "HISTORY_FIELDS"]
 
 CHECKPOINT = "checkpoint.npz"
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2
 HISTORY_FIELDS = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds")
 
 # Each epoch's generators are seeded with (seed, epoch, stream), one stream per use.
 _BATCHES, _DROPOUT = 0, 1
+
+#: Hyperparameters that change what a run computes, read from the optimizer
+#: (SGD or Adam) and the schedule where they have them. The schedule's
+#: total_epochs and step_size are left out: they follow the number of epochs,
+#: which a resumed run may raise.
+_OPTIMIZER_SETTINGS = ("momentum", "nesterov", "betas", "eps", "weight_decay")
+_SCHEDULE_SETTINGS = ("gamma", "min_lr")
 
 
 class TrainingDiverged(RuntimeError):
@@ -146,13 +155,16 @@ def evaluate(model: Module, data, normalization, batch_size: int = 500) -> Evalu
     model.eval()
     total_loss, predictions, labels = 0.0, [], []
     try:
-        for x, y in batches(data, batch_size, shuffle=False, rng=None,
-                            normalization=normalization):
-            logits = model.forward(x)
-            loss, _ = cross_entropy_forward(logits, y)
-            total_loss += loss * len(y)
-            predictions.append(logits.argmax(axis=1))
-            labels.append(y)
+        # A diverged model's overflows end in a NaN loss, which fit reports
+        # itself; NumPy's warnings on the way would only bury that message.
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            for x, y in batches(data, batch_size, shuffle=False, rng=None,
+                                normalization=normalization):
+                logits = model.forward(x)
+                loss, _ = cross_entropy_forward(logits, y)
+                total_loss += loss * len(y)
+                predictions.append(logits.argmax(axis=1))
+                labels.append(y)
     finally:
         model.train(was_training)
     predictions, labels = np.concatenate(predictions), np.concatenate(labels)
@@ -234,21 +246,24 @@ def _train_epoch(model, data, *, batch_size, optimizer, normalization, augment, 
     """
     model.train()
     total_loss, correct, seen = 0.0, 0, 0
-    for x, y in batches(data, batch_size, shuffle=True, rng=rng, normalization=normalization,
-                        augment=augment):
-        optimizer.zero_grad()
-        logits = model.forward(x)
-        loss = criterion.forward(logits, y)
-        if not math.isfinite(loss):
-            raise diverged("loss", loss)
-        # The images' own δ is never used: skipping it saves a third of conv1's backward.
-        model.backward(criterion.backward(), input_grad=False)
-        optimizer.step()
-        total_loss += loss * len(y)
-        correct += int(np.sum(logits.argmax(axis=1) == y))
-        seen += len(y)
-        if bar is not None:
-            bar.update(len(y), loss=total_loss / seen, acc=correct / seen)
+    # Overflows on the way to divergence end in a non-finite loss, which the
+    # check below reports with advice; NumPy's warnings would only come first.
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        for x, y in batches(data, batch_size, shuffle=True, rng=rng,
+                            normalization=normalization, augment=augment):
+            optimizer.zero_grad()
+            logits = model.forward(x)
+            loss = criterion.forward(logits, y)
+            if not math.isfinite(loss):
+                raise diverged("loss", loss)
+            # The images' own δ is never used: skipping it saves a third of conv1's backward.
+            model.backward(criterion.backward(), input_grad=False)
+            optimizer.step()
+            total_loss += loss * len(y)
+            correct += int(np.sum(logits.argmax(axis=1) == y))
+            seen += len(y)
+            if bar is not None:
+                bar.update(len(y), loss=total_loss / seen, acc=correct / seen)
     return total_loss / seen, correct / seen
 
 
@@ -271,8 +286,11 @@ def fit(model: Module, train_data, val_data, *, epochs: int, batch_size: int, op
         augment: an optional :class:`~tinyconv.loader.Augment`, drawn from the
             epoch's generator.
         out_dir: where the checkpoint and history go; None writes nothing.
-        resume: continue from ``out_dir/checkpoint.npz`` (its run's seed and
-            batch size must match); without it a fresh run overwrites.
+        resume: continue from ``out_dir/checkpoint.npz``. Its run must have
+            had the same settings: seed, batch size, optimizer and its
+            hyperparameters, schedule, augmentation, normalisation, training
+            and validation data; only ``epochs`` may be larger. Without
+            ``resume`` a fresh run overwrites.
         patience: stop after this many epochs without a lower validation loss,
             and end with the best epoch's weights; None trains every epoch.
         progress: show a progress bar per epoch on stderr.
@@ -297,8 +315,10 @@ def fit(model: Module, train_data, val_data, *, epochs: int, batch_size: int, op
     out_dir = None if out_dir is None else Path(out_dir)
     checkpoint = None if out_dir is None else out_dir / CHECKPOINT
     text = None if spec is None else format_spec(spec)
-    run = dict(seed=seed, batch_size=batch_size, spec=text,
-               classes=None if classes is None else [str(c) for c in classes])
+    run = dict(spec=text, classes=None if classes is None else [str(c) for c in classes],
+               settings=_run_settings(train_data, val_data, seed=seed, batch_size=batch_size,
+                                      optimizer=optimizer, scheduler=scheduler,
+                                      normalization=normalization, augment=augment))
     if resume:
         if checkpoint is None:
             raise ValueError("resume needs out_dir, the directory holding checkpoint.npz")
@@ -320,14 +340,11 @@ def fit(model: Module, train_data, val_data, *, epochs: int, batch_size: int, op
             return _diverged(what, value, epoch, lr, checkpoint, state.epoch)
 
         bar = ProgressBar(_size(train_data), f"epoch {epoch}/{epochs}") if progress else None
-        try:
+        with bar or nullcontext():  # the bar's line ends even when the epoch fails
             train_loss, train_acc = _train_epoch(
                 model, train_data, batch_size=batch_size, optimizer=optimizer,
                 normalization=normalization, augment=augment, rng=rng, criterion=criterion,
                 bar=bar, diverged=diverged)
-        finally:
-            if bar is not None:
-                bar.close()
         val_loss = val_acc = None
         if val_data is not None:
             result = evaluate(model, val_data, normalization)
@@ -353,6 +370,48 @@ def fit(model: Module, train_data, val_data, *, epochs: int, batch_size: int, op
         log(f"kept the weights of epoch {state.best_epoch} "
             f"(lowest validation loss, {state.best_val_loss:.4f})")
     return state.history
+
+
+def _fingerprint(data) -> str:
+    """A cheap digest of a dataset: the images' shape and SHA-256 of the labels.
+
+    It tells another subset, split or order of the images apart without
+    reading every pixel.
+    """
+    images, labels = (data.images, data.labels) if hasattr(data, "images") else data
+    digest = hashlib.sha256(np.ascontiguousarray(labels, dtype=np.int64).tobytes()).hexdigest()
+    return f"images {'x'.join(map(str, np.shape(images)))}, labels sha256 {digest[:16]}"
+
+
+def _run_settings(train_data, val_data, *, seed, batch_size, optimizer, scheduler,
+                  normalization, augment) -> dict:
+    """Every setting that changes what a run computes, by name, as JSON values.
+
+    A checkpoint stores them, and resuming with any of them different is
+    refused: it would not repeat the run. The number of epochs is not among
+    them, so a run may be resumed to train for more epochs.
+    """
+    settings = {
+        "seed": int(seed),
+        "batch size": int(batch_size),
+        "optimizer": type(optimizer).__name__,
+        # The rate the run starts with: a schedule changes optimizer.lr as it goes.
+        "lr": scheduler.base_lr if scheduler is not None else optimizer.lr,
+        **{name: getattr(optimizer, name) for name in _OPTIMIZER_SETTINGS
+           if hasattr(optimizer, name)},
+        "schedule": "none" if scheduler is None else type(scheduler).__name__,
+        **{name: getattr(scheduler, name) for name in _SCHEDULE_SETTINGS
+           if hasattr(scheduler, name)},
+        "augmentation": "none" if augment is None else repr(augment),
+        "normalization mean": normalization.mean,
+        "normalization std": normalization.std,
+        "training images": _size(train_data),
+        "training data": _fingerprint(train_data),
+        "validation images": 0 if val_data is None else _size(val_data),
+        "validation data": "none" if val_data is None else _fingerprint(val_data),
+    }
+    # Tuples become lists here as they do in the checkpoint's JSON, so both compare equal.
+    return json.loads(json.dumps(settings))
 
 
 def _check_int(value, name: str, minimum: int) -> None:
@@ -381,8 +440,7 @@ def _save_checkpoint(path: Path, model, optimizer, scheduler, state: _Progress, 
     arrays = {
         "checkpoint_version": np.array(CHECKPOINT_VERSION),
         "epoch": np.array(state.epoch),
-        "seed": np.array(run["seed"]),
-        "batch_size": np.array(run["batch_size"]),
+        "settings": np.array(json.dumps(run["settings"])),
         "spec": np.array(run["spec"] or ""),
         "classes": np.array(run["classes"] or [], dtype=str),
         "normalization/mean": np.asarray(normalization.mean, dtype=np.float64).reshape(-1),
@@ -391,8 +449,6 @@ def _save_checkpoint(path: Path, model, optimizer, scheduler, state: _Progress, 
         "best_val_loss": np.array(state.best_val_loss),
         "best_epoch": np.array(state.best_epoch),
         "bad_epochs": np.array(state.bad_epochs),
-        "optimizer_kind": np.array(type(optimizer).__name__),
-        "scheduler_kind": np.array("" if scheduler is None else type(scheduler).__name__),
     }
     arrays.update({f"model/{k}": v for k, v in model.state_dict().items()})
     arrays.update({f"best/{k}": v for k, v in (state.best_state or {}).items()})
@@ -411,8 +467,9 @@ def _load_checkpoint(path: Path, model, optimizer, scheduler, run: dict) -> _Pro
     """Restore model, optimizer and schedule from ``path``; return the progress made.
 
     Refuses, with a :class:`CheckpointError`, a checkpoint that is missing or
-    unreadable, or that another run wrote (different spec, seed, batch size,
-    optimizer or schedule, or weights that do not fit the model).
+    unreadable, or that another run wrote: a different spec, any setting of
+    :func:`_run_settings` different (the message names each, with both
+    values), or weights that do not fit the model.
     """
     if not path.exists():
         raise CheckpointError(f"nothing to resume: there is no checkpoint at {path} "
@@ -430,17 +487,12 @@ def _load_checkpoint(path: Path, model, optimizer, scheduler, run: dict) -> _Pro
     if run["spec"] and saved_spec and saved_spec != run["spec"]:
         raise CheckpointError(f"{path} belongs to a different model: it was trained with spec "
                               f"{saved_spec!r}, this run has {run['spec']!r}")
-    mismatches = [
-        (name, saved, ours) for name, saved, ours in [
-            ("seed", int(arrays["seed"]), run["seed"]),
-            ("batch size", int(arrays["batch_size"]), run["batch_size"]),
-            ("optimizer", str(arrays["optimizer_kind"]), type(optimizer).__name__),
-            ("schedule", str(arrays["scheduler_kind"]) or "none",
-             "none" if scheduler is None else type(scheduler).__name__),
-        ] if saved != ours]
+    saved, ours = json.loads(str(arrays["settings"])), run["settings"]
+    mismatches = [(name, saved.get(name, "not set"), ours.get(name, "not set"))
+                  for name in {**saved, **ours} if saved.get(name) != ours.get(name)]
     if mismatches:
-        details = "; ".join(f"{name} {saved} there, {ours} here"
-                            for name, saved, ours in mismatches)
+        details = "; ".join(f"{name} {there} there, {here} here"
+                            for name, there, here in mismatches)
         raise CheckpointError(f"{path} belongs to a different run ({details}): resuming would "
                               f"not repeat it")
     try:
