@@ -160,19 +160,26 @@ def test_summary_of_a_preset_a_spec_and_a_model_file(trained):
     assert from_file.stdout == preset.stdout
 
 
+FOLDER_SPEC = "INPUT(1,16,16) -> CONV(4,3) -> MAXPOOL(2) -> FC(2)"
+
+
+def _class_folders(root: Path, count: int, rng) -> None:
+    """``count`` 30x20 PNGs in each of root/dark and root/light."""
+    for name, level in (("dark", 40), ("light", 200)):
+        folder = root / name
+        folder.mkdir(parents=True)
+        for k in range(count):
+            pixels = np.full((20, 30), level, np.uint8)
+            pixels[5:15, 10:20] = rng.integers(0, 256, (10, 10))
+            _save_png(folder / f"{k}.png", pixels)
+
+
 def test_train_on_an_image_folder(tmp_path):
     """A folder with train/ and test/, one subfolder per class, is a dataset too."""
     rng = np.random.default_rng(0)
     for split, count in (("train", 12), ("test", 4)):
-        for name, level in (("dark", 40), ("light", 200)):
-            folder = tmp_path / "pictures" / split / name
-            folder.mkdir(parents=True)
-            for k in range(count):
-                pixels = np.full((20, 30), level, np.uint8)
-                pixels[5:15, 10:20] = rng.integers(0, 256, (10, 10))
-                _save_png(folder / f"{k}.png", pixels)
-    spec = "INPUT(1,16,16) -> CONV(4,3) -> MAXPOOL(2) -> FC(2)"
-    result = tinyconv("train", "--data", "pictures", "--arch", spec, "--epochs", "2",
+        _class_folders(tmp_path / "pictures" / split, count, rng)
+    result = tinyconv("train", "--data", "pictures", "--arch", FOLDER_SPEC, "--epochs", "2",
                       "--batch-size", "8", "--val-fraction", "0", "--out", "run", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "on 8 test images" in result.stdout
@@ -181,6 +188,27 @@ def test_train_on_an_image_folder(tmp_path):
     assert predicted.returncode == 0, predicted.stderr
     # --top larger than the number of classes shows every class once.
     assert len(predicted.stdout.splitlines()) == 3
+
+
+def test_a_plain_class_folder_holds_out_a_test_set_that_evaluate_finds_again(tmp_path):
+    """Without test/, a sixth of the images, drawn with the seed, is the test set;
+    evaluate holds out the same images: the same count, accuracy and loss."""
+    _class_folders(tmp_path / "pictures", 12, np.random.default_rng(0))
+    result = tinyconv("train", "--data", "pictures", "--arch", FOLDER_SPEC, "--epochs", "2",
+                      "--batch-size", "8", "--val-fraction", "0", "--seed", "5",
+                      "--out", "run", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "no test/ folder: holding out 4 of the 24 images as the test set" in result.stdout
+    assert "20 training and 0 validation images" in result.stdout
+    evaluated = tinyconv("evaluate", "run/model.npz", "--json", cwd=tmp_path)
+    assert evaluated.returncode == 0, evaluated.stderr
+    report = json.loads(evaluated.stdout)
+    with np.load(tmp_path / "run" / "model.npz", allow_pickle=False) as archive:
+        metadata = json.loads(str(archive["metadata"]))
+    assert metadata["test_holdout"] == {"seed": 5, "fraction": 1 / 6}
+    assert report["n"] == metadata["test_images"] == 4
+    assert report["accuracy"] == metadata["test_accuracy"]
+    assert report["loss"] == pytest.approx(metadata["test_loss"], rel=1e-6)
 
 
 def test_the_same_seed_trains_the_same_weights(tmp_path, fashion_mnist):
@@ -221,9 +249,9 @@ def test_divergence_exits_1_with_one_line(tmp_path, fashion_mnist):
                       "--limit-train", "256", "--limit-test", "10", "--epochs", "1",
                       "--out", "run", cwd=tmp_path)
     assert result.returncode == 1, result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.startswith("tinyconv:")]
-    assert len(lines) == 1 and "training diverged" in lines[0]
-    assert "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("tinyconv: error: ") and "training diverged" in lines[0]
 
 
 # -------------------------------------------------------------------- bad input
@@ -245,11 +273,35 @@ def test_divergence_exits_1_with_one_line(tmp_path, fashion_mnist):
     (["summary", "INPUT(1,28,28) -> CONV(8,40) -> FC(10)"], ["does not fit"]),
     (["summary", "nonesuch"], ["unknown preset 'nonesuch'"]),
     (["summary", "missing.npz"], ["missing.npz"]),
+    (["summary", "."], [". is a directory, not a model file (.npz), a preset or a spec"]),
+    (["summary", "INPUT(1,99999,99999) -> FC(10)"], ["at most 100,000,000", "<here>INPUT"]),
+    (["summary", "INPUT(1,28,28) -> [FC(10)]*99999999"],
+     ["repeat count 99999999 is too large: a model may have at most 1000 layers"]),
+    # Longer than a file name may be: still read as a spec.
+    (["summary", "INPUT(1,28,28) -> " + " -> ".join(["FC(10)"] * 40) + " -> FC(10"],
+     ["expected ',' or ')'"]),
     (["predict", "model.npz"], ["IMAGE"]),
     (["train", "--data", "no-such-folder"], ["no-such-folder"]),
 ])
 def test_bad_usage_exits_2_with_one_line(tmp_path, args, fragments):
     assert_bad_input(tinyconv(*args, cwd=tmp_path), *fragments)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="limits the address space with RLIMIT_AS")
+def test_not_enough_memory_is_one_line(tmp_path):
+    """A model within the spec's bounds that this process is not allowed the
+    memory for: its input alone is 324 MB, and the summary's forward pass
+    needs several times that, under a limit of 1 GiB."""
+    import resource
+
+    def limit_memory():
+        resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+
+    spec = "INPUT(1,9000,9000) -> CONV(1,3) -> MAXPOOL(8998) -> FC(10)"
+    result = subprocess.run([sys.executable, "-m", "tinyconv", "summary", spec], cwd=tmp_path,
+                            env=_env(tmp_path), capture_output=True, text=True, timeout=300,
+                            preexec_fn=limit_memory)
+    assert_bad_input(result, "not enough memory to allocate")
 
 
 def test_missing_dataset_says_where_it_looked(tmp_path):

@@ -52,8 +52,15 @@ EXIT_OK, EXIT_DIVERGED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 # Errors that mean "the input was wrong": reported in one line, exit status 2.
 # The project's own (ModelFileError, SpecError, IdxError, CheckpointError) are
-# ValueErrors; ImportError is a missing optional dependency such as Pillow.
-BAD_INPUT_ERRORS = (DataNotFound, ValueError, TypeError, OSError, ImportError)
+# ValueErrors; ImportError is a missing optional dependency such as Pillow;
+# MemoryError is input too large for this machine.
+BAD_INPUT_ERRORS = (DataNotFound, ValueError, TypeError, OSError, ImportError, MemoryError)
+
+#: The share of an image folder without a test/ subfolder held out as its test set.
+HOLDOUT_FRACTION = 1 / 6
+# Mixed with --seed, so that the held-out images are drawn by a stream of
+# their own, independent of the one that initialises the model ("7E57": test).
+_HOLDOUT_STREAM = 0x7E57
 
 
 #: The training settings recommended for each preset ("custom": for a spec
@@ -142,8 +149,10 @@ def _add_data_arguments(parser: argparse.ArgumentParser, default: str | None) ->
     shown = default or "the data the model was trained on"
     parser.add_argument("--data", default=default, metavar="NAME|DIR",
                         help="'fashion-mnist', 'mnist', or a folder of your own images "
-                             "with one subfolder per class (and train/ and test/ "
-                             f"subfolders for a test split) (default: {shown})")
+                             "with one subfolder per class, or with train/ and test/ "
+                             "subfolders that each have one per class; without test/, "
+                             "a sixth of the images, drawn with --seed, is held out as "
+                             f"the test set (default: {shown})")
     parser.add_argument("--data-dir", metavar="DIR",
                         help="look for the dataset files here first, then in "
                              "$TINYCONV_DATA, ~/.cache/tinyconv and "
@@ -170,7 +179,61 @@ def _load(args: argparse.Namespace, split: str, limit: int | None, shape):
     if dataset.images.shape[1:] != tuple(shape):
         raise ValueError(f"the model takes images of shape {tuple(shape)} (C, H, W), but "
                          f"{dataset.name} has {dataset.images.shape[1:]}")
+    return _first(dataset, limit)
+
+
+def _first(dataset, limit: int | None):
+    """The first ``limit`` images of ``dataset`` (all of them when ``limit`` is None)."""
     return dataset.subset(np.arange(min(limit, len(dataset)))) if limit else dataset
+
+
+def _has_test_split(data: str) -> bool:
+    """Whether ``--data`` names data with a test split of its own: a known
+    dataset or a folder with train/ and test/ subfolders, not a plain folder
+    of class subfolders. (Anything else is left to load_dataset to refuse.)"""
+    folder = Path(data)
+    return (data in KNOWN or not folder.is_dir()
+            or ((folder / "train").is_dir() and (folder / "test").is_dir()))
+
+
+def _hold_out(dataset, rule: dict):
+    """Split a folder without test split into (train, test) by ``rule``:
+    ``{"seed": s, "fraction": f}``, a share f of the images drawn with seed s.
+    The same rule on the same folder holds out the same images."""
+    if not (isinstance(rule, dict) and set(rule) == {"seed", "fraction"}):
+        raise ValueError(f"the test hold-out rule must be {{'seed': S, 'fraction': F}}, "
+                         f"got {rule!r}")
+    rng = np.random.default_rng([rule["seed"], _HOLDOUT_STREAM])
+    train_idx, test_idx = train_val_split(len(dataset), rule["fraction"], rng)
+    if not len(test_idx):
+        raise ValueError(f"{dataset.name} has {len(dataset)} images, too few to hold out "
+                         f"{rule['fraction']:.0%} of them as the test set: add images, or "
+                         "give train/ and test/ subfolders")
+    return dataset.subset(train_idx), dataset.subset(test_idx)
+
+
+def _test_set(args: argparse.Namespace, loaded):
+    """The test images for a saved model: ``--data``, or the data it was trained on.
+
+    A folder without test split gives the images held out when the model was
+    trained on that very folder (the rule is in its metadata), and all of
+    its images when the model never saw it. Refuses other classes than the
+    model's.
+    """
+    trained_on = loaded.metadata.get("data", "fashion-mnist")
+    if args.data is None:
+        args.data = trained_on
+    shape = input_shape(loaded.spec)
+    if _has_test_split(args.data):
+        test = _load(args, "test", args.limit_test, shape)
+    else:
+        test = _load(args, "train", None, shape)
+        rule = loaded.metadata.get("test_holdout")
+        if rule is not None and str(Path(args.data).resolve()) == trained_on:
+            _, test = _hold_out(test, rule)
+        test = _first(test, args.limit_test)
+    _check_classes(loaded.classes, test)
+    return test
 
 
 def _say(line: str) -> None:
@@ -197,6 +260,10 @@ def _error_text(error: BaseException) -> str:
         return f"{where}: {source[:column]}<here>{source[column:]}"
     if isinstance(error, OSError) and error.filename and error.strerror:
         return f"{error.filename}: {error.strerror}"
+    if isinstance(error, MemoryError):
+        # NumPy says "Unable to allocate 37.3 GiB for an array with shape ...".
+        detail = _one_line(error).removeprefix("Unable to ")
+        return f"not enough memory to {detail or 'go on'}"
     return _one_line(error) or type(error).__name__
 
 
@@ -276,8 +343,16 @@ def run_train(args: argparse.Namespace) -> int | None:
     settings = _training_settings(args, preset)
     out = args.out or Path("runs") / (preset or "custom")
     shape = input_shape(spec)
-    data = _load(args, "train", args.limit_train, shape)
-    test = _load(args, "test", args.limit_test, shape)
+    holdout = None
+    if _has_test_split(args.data):
+        data = _load(args, "train", args.limit_train, shape)
+        test = _load(args, "test", args.limit_test, shape)
+    else:
+        holdout = {"seed": args.seed, "fraction": HOLDOUT_FRACTION}
+        data, test = _hold_out(_load(args, "train", None, shape), holdout)
+        print(f"no test/ folder: holding out {len(test)} of the {len(data) + len(test)} "
+              f"images as the test set")
+        data, test = _first(data, args.limit_train), _first(test, args.limit_test)
 
     rng = np.random.default_rng(args.seed)
     train_idx, val_idx = train_val_split(len(data), args.val_fraction, rng)
@@ -299,7 +374,10 @@ def run_train(args: argparse.Namespace) -> int | None:
                       optimizer=optimizer, scheduler=scheduler, seed=args.seed,
                       normalization=normalization, augment=augment, out_dir=out,
                       resume=args.resume, patience=args.patience, log=_say, spec=spec,
-                      classes=data.classes)
+                      classes=data.classes,
+                      # The bar is for someone watching; a log gets each epoch's
+                      # line on stdout, and its stderr holds only errors.
+                      progress=sys.stderr.isatty())
     except KeyboardInterrupt:
         checkpoint = out / CHECKPOINT
         kept = (f"the last checkpoint is kept in {checkpoint} (continue with --resume)"
@@ -318,6 +396,8 @@ def run_train(args: argparse.Namespace) -> int | None:
         "train_seconds": round(seconds, 1), "test_accuracy": result.accuracy,
         "test_loss": result.loss, "test_images": result.n,
     }
+    if holdout:
+        metadata["test_holdout"] = holdout
     save_model(out / "model.npz", model, spec, data.classes, normalization, metadata)
     print(f"test accuracy {result.accuracy:.2%} (loss {result.loss:.4f}) on {result.n} "
           f"test images, after {len(history)} epochs in {seconds:.0f} s")
@@ -336,10 +416,7 @@ def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_evaluate(args: argparse.Namespace) -> None:
     loaded = load_model(args.model)
-    if args.data is None:
-        args.data = loaded.metadata.get("data", "fashion-mnist")
-    test = _load(args, "test", args.limit_test, input_shape(loaded.spec))
-    _check_classes(loaded.classes, test)
+    test = _test_set(args, loaded)
     result = evaluate(loaded.model, test, loaded.normalization)
     if args.json:
         print(json.dumps({"model": str(args.model), "data": test.name,
@@ -413,7 +490,13 @@ def _summary_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_summary(args: argparse.Namespace) -> None:
     path = Path(args.arch)
-    if path.suffix == ".npz" or path.is_file():
+    try:
+        is_file, is_dir = path.is_file(), path.is_dir()
+    except OSError:  # spec text longer than a file name may be
+        is_file = is_dir = False
+    if is_dir:
+        raise ValueError(f"{path} is a directory, not a model file (.npz), a preset or a spec")
+    if path.suffix == ".npz" or is_file:
         loaded = load_model(path)
         spec, model = loaded.spec, loaded.model
     else:
@@ -460,10 +543,7 @@ def run_visualize(args: argparse.Namespace) -> None:
         test = None
         if {"confusion", "mistakes"} & set(wanted) or ("features" in wanted
                                                         and args.image is None):
-            if args.data is None:
-                args.data = loaded.metadata.get("data", "fashion-mnist")
-            test = _load(args, "test", args.limit_test, input_shape(loaded.spec))
-            _check_classes(loaded.classes, test)
+            test = _test_set(args, loaded)
         pictures += model_pictures(loaded, [name for name in wanted if name != "curves"],
                                    test=test, image_file=args.image, index=args.index)
     for picture in pictures:
@@ -487,9 +567,7 @@ def run_report(args: argparse.Namespace) -> None:
     if out.is_dir():
         raise OSError(f"cannot write the report to {out}: it is a directory")
     writable_directory(out.parent)
-    if args.data is None:
-        args.data = run.loaded.metadata.get("data", "fashion-mnist")
-    test = _load(args, "test", args.limit_test, input_shape(run.loaded.spec))
+    test = _test_set(args, run.loaded)
     atomic_write_text(out, report_html(run, test, index=args.index))
     print(out)
 
