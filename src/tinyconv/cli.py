@@ -9,6 +9,7 @@
     tinyconv explain  conv|conv-backward|pool [--input ARRAY] ...
     tinyconv visualize MODEL|RUN_DIR [--what PICTURE|all] [--image FILE|--index N] [--out DIR]
     tinyconv report   RUN_DIR [--out FILE]
+    tinyconv bench    [--batch N...] [--epoch] [--json FILE]
 
 Each subcommand is a :class:`Command`: its name, a function that adds its
 arguments to an argparse parser and a function that runs it with the parsed
