@@ -5,7 +5,7 @@
 
 import sys
 
-from tinyconv.bench import main
+from tinyconv.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(["bench", *sys.argv[1:]]))

@@ -24,6 +24,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -32,6 +33,7 @@ from . import functional as F
 from . import reference
 from .layers import (AvgPool2d, BatchNorm2d, Conv2d, Dropout, Flatten, Identity, Linear,
                      MaxPool2d, ReLU, Sequential, Sigmoid, Tanh)
+from .fileio import atomic_write_text
 from .losses import CrossEntropyLoss
 from .optim import SGD
 from .spec import PRESETS, build
@@ -241,22 +243,33 @@ def peak_training_memory(preset: str, batch: int) -> float:
     return int(out.stdout.split()[-1]) / 1024  # ru_maxrss is in KiB on Linux
 
 
+# Runs ``tinyconv`` with the given arguments, then reports its own peak
+# resident set on stderr's last line.
+_MEASURED_CLI = """
+import resource, sys
+from tinyconv.cli import main
+status = main(sys.argv[1:])
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)
+sys.exit(status)
+"""
+
+
 def lenet5_epoch(data_dir: str | None) -> dict:
     """A whole Fashion-MNIST epoch of lenet5 through ``tinyconv train``:
     loading, shuffling, training, validation and test evaluation included."""
-    command = [sys.executable, "-m", "tinyconv", "train", "--arch", "lenet5", "--epochs", "1",
-               "--out", os.path.join("runs", "bench-lenet5-epoch")]
+    command = ["train", "--arch", "lenet5", "--epochs", "1"]
     if data_dir:
         command += ["--data-dir", data_dir]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    start = time.perf_counter()
-    result = subprocess.run(command, capture_output=True, text=True)
-    seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    with tempfile.TemporaryDirectory() as out:
+        start = time.perf_counter()
+        result = subprocess.run([sys.executable, "-c", _MEASURED_CLI, *command, "--out", out],
+                                capture_output=True, text=True)
+        seconds = time.perf_counter() - start
+    lines = result.stderr.strip().splitlines() or ["failed"]
     if result.returncode != 0:
-        return {"error": (result.stderr.strip().splitlines() or ["failed"])[-1]}
-    return {"seconds": seconds, "peak_rss_mib": max(peak, before) / 1024,
-            "command": " ".join(command[1:])}
+        return {"error": lines[-2] if len(lines) > 1 else lines[-1]}
+    return {"seconds": seconds, "peak_rss_mib": int(lines[-1]) / 1024,
+            "command": "tinyconv " + " ".join(command)}
 
 
 # ----------------------------------------------------------------------------
@@ -405,13 +418,8 @@ def main_from_args(args) -> int:
     results = run(batches=tuple(args.batch), rounds=args.rounds, budget=args.budget,
                   epoch=args.epoch, memory=not args.no_memory, data_dir=args.data_dir)
     if args.json:
-        from .fileio import atomic_write_text
         atomic_write_text(args.json, json.dumps(results, indent=2))
         print(f"\nfigures written to {args.json}")
     return 0
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="tinyconv bench", description=__doc__.split("\n\n")[0])
-    add_arguments(parser)
-    return main_from_args(parser.parse_args(argv))
