@@ -51,3 +51,11 @@ def test_bench_command_rejects_bad_options():
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "--rounds" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_peak_memory_is_the_childs_own(torch):
+    # The parent holds PyTorch (hundreds of MiB); a child that only trains
+    # lenet5 on a batch of 2 must report its own, much smaller, peak.
+    parent = bench.peak_rss_kib() / 1024
+    child = bench.peak_training_memory("lenet5", 2)
+    assert 10 < child < parent

@@ -218,8 +218,27 @@ def _reference_speedup(budget: float) -> dict:
 # Memory and a real epoch, each in a fresh process
 # ----------------------------------------------------------------------------
 
+def peak_rss_kib() -> int:
+    """This process's peak resident set in KiB.
+
+    Linux's VmHWM belongs to the process's own memory map, which ``exec``
+    makes anew; ``ru_maxrss`` would also carry the parent's peak at fork time
+    (the whole benchmark, PyTorch included) into a child. Elsewhere
+    ``ru_maxrss`` is the best there is.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
 _PEAK_SCRIPT = """
-import resource, sys, numpy as np
+import sys, numpy as np
+from tinyconv.bench import peak_rss_kib
 from tinyconv.spec import build, PRESETS
 from tinyconv.losses import CrossEntropyLoss
 from tinyconv.optim import SGD
@@ -232,7 +251,7 @@ loss, opt = CrossEntropyLoss(), SGD(model.parameters(), lr=0.01, momentum=0.9)
 for _ in range(5):
     opt.zero_grad(); loss.forward(model.forward(x), y)
     model.backward(loss.backward(), input_grad=False); opt.step()
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+print(peak_rss_kib())
 """
 
 
@@ -240,16 +259,17 @@ def peak_training_memory(preset: str, batch: int) -> float:
     """Peak resident set (MiB) of a process that takes training steps of ``preset``."""
     out = subprocess.run([sys.executable, "-c", _PEAK_SCRIPT, preset, str(batch)],
                          capture_output=True, text=True, check=True)
-    return int(out.stdout.split()[-1]) / 1024  # ru_maxrss is in KiB on Linux
+    return int(out.stdout.split()[-1]) / 1024
 
 
 # Runs ``tinyconv`` with the given arguments, then reports its own peak
 # resident set on stderr's last line.
 _MEASURED_CLI = """
-import resource, sys
+import sys
+from tinyconv.bench import peak_rss_kib
 from tinyconv.cli import main
 status = main(sys.argv[1:])
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)
+print(peak_rss_kib(), file=sys.stderr)
 sys.exit(status)
 """
 
