@@ -67,7 +67,10 @@ def time_interleaved(candidates: dict, rounds: int, budget: float) -> dict:
     """Median and spread of seconds per call for each named function.
 
     Each round times every candidate once, in an order that rotates from
-    round to round.
+    round to round. One untimed call goes before each timed block: the
+    threads of the framework that ran just before (OpenBLAS's and OpenMP's
+    both spin for a while after their work) would otherwise still hold the
+    cores that the first timed calls need.
     """
     names = list(candidates)
     reps = {name: _calibrate(candidates[name], budget) for name in names}
@@ -75,6 +78,7 @@ def time_interleaved(candidates: dict, rounds: int, budget: float) -> dict:
     for r in range(rounds):
         order = names[r % len(names):] + names[:r % len(names)]
         for name in order:
+            candidates[name]()
             samples[name].append(_seconds_per_call(candidates[name], reps[name]))
     return {name: {"median": statistics.median(s), "min": min(s), "max": max(s),
                    "rounds": rounds, "reps": reps[name]} for name, s in samples.items()}
