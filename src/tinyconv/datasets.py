@@ -120,6 +120,10 @@ class KnownDataset:
         return [name for split in SPLITS for name in self.files[split]]
 
 
+# Fashion-MNIST was made as a drop-in replacement for MNIST: same file names.
+_IDX_FILES = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+              "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")}
+
 # Checksums of the .gz files as the official mirrors serve them, cross-checked
 # in several independent public projects; the Fashion-MNIST README publishes
 # MD5s of the same four files (8d4fb7e6…, 25c81989…, bef4ecab…, bb300cfd…) and
@@ -133,8 +137,7 @@ KNOWN = {
         title="Fashion-MNIST",
         classes=("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                  "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
-        files={"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
-               "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")},
+        files=_IDX_FILES,
         sha256={
             "train-images-idx3-ubyte.gz":
                 "08dc20ab1689590a0bcd66e874647b6ee8464e2d501b5a3f1f78831db19a3fdc",
@@ -153,8 +156,7 @@ KNOWN = {
         name="mnist",
         title="MNIST",
         classes=tuple(str(digit) for digit in range(10)),
-        files={"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
-               "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")},
+        files=_IDX_FILES,
         sha256={
             "train-images-idx3-ubyte.gz":
                 "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
