@@ -132,6 +132,12 @@ def test_conv_delta_times_f_prime_equals_conv_then_relu_backward(config):
 # Overlapping 3x3 windows at stride 1 on values 0, 1, 2: ties in most windows.
 @example(Config(batch=1, channels=1, filters=0, height=4, width=4, kernel=(3, 3),
                 stride=(1, 1), padding=(1, 1), seed=3), True)
+# 2x2 windows that tile the input (every position written once, no zeros
+# first), and the same windows leaving a row and a column over (they need 0).
+@example(Config(batch=2, channels=2, filters=0, height=4, width=6, kernel=(2, 2),
+                stride=None, padding=(0, 0), seed=6), True)
+@example(Config(batch=2, channels=2, filters=0, height=5, width=7, kernel=(2, 2),
+                stride=None, padding=(0, 0), seed=7), True)
 @given(pool_configs(), st.booleans())
 @SETTINGS
 def test_max_pool_forward_and_backward(config, ties):

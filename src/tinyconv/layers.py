@@ -537,9 +537,9 @@ class BatchNorm2d(Module):
 
     def backward(self, grad_output, input_grad=True):
         cache, shape = self._saved(self._cache)
-        grad_output = F.check_grad(grad_output, shape, cache.x_hat.dtype, type(self).__name__)
+        grad_output = F.check_grad(grad_output, shape, cache.centred.dtype, type(self).__name__)
         grad_x, grad_weight, grad_bias = F.batch_norm2d_backward(
-            grad_output.reshape(cache.x_hat.shape), cache)
+            grad_output.reshape(cache.centred.shape), cache)
         self._accumulate(grad_weight, grad_bias)
         return grad_x.reshape(shape) if input_grad else None
 
