@@ -225,6 +225,36 @@ def test_the_same_seed_trains_the_same_weights(tmp_path, fashion_mnist):
     assert not all(np.array_equal(weights[0][k], weights[2][k]) for k in weights[0])
 
 
+def test_a_model_trained_with_flips_is_also_scored_on_flipped_images(tmp_path, fashion_mnist):
+    result = tinyconv("train", "--arch", "INPUT(1,28,28) -> CONV(4,5) -> MAXPOOL(4) -> FC(10)",
+                      "--limit-train", "500", "--limit-test", "200", "--epochs", "1",
+                      "--augment", "--out", "run", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    line = re.search(r"test accuracy ([\d.]+)% .* averaging each test image with its "
+                     r"left-right flip \(evaluate --flip-average\)", result.stdout)
+    assert line, result.stdout
+    with np.load(tmp_path / "run" / "model.npz", allow_pickle=False) as archive:
+        metadata = json.loads(str(archive["metadata"]))
+    reports = {}
+    for flag in ([], ["--flip-average"]):
+        evaluated = tinyconv("evaluate", Path("run") / "model.npz", "--limit-test", "200",
+                             "--json", *flag, cwd=tmp_path)
+        assert evaluated.returncode == 0, evaluated.stderr
+        reports[bool(flag)] = json.loads(evaluated.stdout)
+    assert [reports[m]["flip_average"] for m in (False, True)] == [False, True]
+    assert reports[False]["accuracy"] == metadata["test_accuracy"]
+    assert reports[True]["accuracy"] == metadata["test_accuracy_flip_average"]
+    assert float(line.group(1)) == pytest.approx(100 * metadata["test_accuracy_flip_average"],
+                                                 abs=0.005)
+
+    _save_png(tmp_path / "boot.png", fashion_mnist.images[0, 0])
+    predicted = tinyconv("predict", Path("run") / "model.npz", "boot.png", "--flip-average",
+                         "--top", "10", cwd=tmp_path)
+    assert predicted.returncode == 0, predicted.stderr
+    shares = [float(line.split("%")[0]) for line in predicted.stdout.splitlines()[1:]]
+    assert len(shares) == 10 and sum(shares) == pytest.approx(100, abs=0.1)
+
+
 def test_interrupt_keeps_the_checkpoint_and_resume_finishes(tmp_path, fashion_mnist):
     args = ["train", "--arch", "INPUT(1,28,28) -> CONV(4,5) -> MAXPOOL(4) -> FC(10)",
             "--limit-train", "300", "--limit-test", "100", "--epochs", "400", "--out", "run"]

