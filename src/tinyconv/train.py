@@ -51,6 +51,13 @@ __all__ = ["fit", "evaluate", "predict_proba", "flipped", "History", "Evaluation
            "TrainingDiverged", "CheckpointError", "CHECKPOINT", "HISTORY_FIELDS"]
 
 CHECKPOINT = "checkpoint.npz"
+
+# Images per forward pass when evaluating. Small batches keep each conv
+# layer's im2col columns in cache: the strong preset's forward pass took
+# 0.8 s per 1,000 images in batches of 64 and 1.6 s in batches of 500
+# (one thread, measured).
+EVAL_BATCH = 64
+
 CHECKPOINT_VERSION = 2
 HISTORY_FIELDS = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds")
 
@@ -143,7 +150,7 @@ def flipped(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x[..., ::-1])
 
 
-def evaluate(model: Module, data, normalization, batch_size: int = 500,
+def evaluate(model: Module, data, normalization, batch_size: int = EVAL_BATCH,
              flip_average: bool = False) -> Evaluation:
     """Loss, accuracy and confusion matrix of ``model`` on ``data``, in eval mode.
 
@@ -193,7 +200,8 @@ def evaluate(model: Module, data, normalization, batch_size: int = 500,
                       confusion=confusion, predictions=predictions)
 
 
-def predict_proba(model: Module, x, batch_size: int = 500, flip_average: bool = False) -> np.ndarray:
+def predict_proba(model: Module, x, batch_size: int = EVAL_BATCH,
+                  flip_average: bool = False) -> np.ndarray:
     """Class probabilities (N, classes) for normalised images ``x`` (N, C, H, W).
 
     The softmax of the model's logits, computed in eval mode (dropout off,
