@@ -51,15 +51,14 @@ __all__ = ["fit", "evaluate", "predict_proba", "flipped", "History", "Evaluation
            "TrainingDiverged", "CheckpointError", "CHECKPOINT", "HISTORY_FIELDS"]
 
 CHECKPOINT = "checkpoint.npz"
+CHECKPOINT_VERSION = 2
+HISTORY_FIELDS = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds")
 
 # Images per forward pass when evaluating. Small batches keep each conv
 # layer's im2col columns in cache: the strong preset's forward pass took
 # 0.8 s per 1,000 images in batches of 64 and 1.6 s in batches of 500
 # (one thread, measured).
 EVAL_BATCH = 64
-
-CHECKPOINT_VERSION = 2
-HISTORY_FIELDS = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds")
 
 # Each epoch's generators are seeded with (seed, epoch, stream), one stream per use.
 _BATCHES, _DROPOUT = 0, 1
