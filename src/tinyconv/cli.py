@@ -70,18 +70,21 @@ _HOLDOUT_STREAM = 0x7E57
 #: the 5 minutes the README promises; ``strong`` costs about twice as much.
 PRESET_TRAINING = {
     "tutorial": dict(optimizer="adam", lr=3e-3, epochs=5, weight_decay=0.0, schedule="none",
-                     augment=False, max_shift=2),
+                     augment=False, max_shift=2, val_fraction=0.1),
     # Constant lr 1e-3 gave 88.55% after 5 epochs; this, 89.43% (measured).
     "lenet5": dict(optimizer="adam", lr=2e-3, epochs=5, weight_decay=0.0, schedule="cosine",
-                   augment=False, max_shift=2),
+                   augment=False, max_shift=2, val_fraction=0.1),
     "default": dict(optimizer="adam", lr=1e-3, epochs=5, weight_decay=0.0, schedule="cosine",
-                    augment=False, max_shift=2),
+                    augment=False, max_shift=2, val_fraction=0.1),
     # Flips only: with 2-pixel shifts too, 10 epochs still underfit (train
-    # accuracy 90.4%, test 91.67%, measured).
-    "strong": dict(optimizer="adam", lr=1e-3, epochs=12, weight_decay=0.0, schedule="cosine",
-                   augment=True, max_shift=0),
+    # accuracy 90.4%, test 91.67%, measured). The recipe was settled on runs
+    # that held out 6,000 validation images; the preset then trains on all
+    # 60,000, which gained 0.27 points of test accuracy (92.85% after 13
+    # epochs against 92.58% after 15, measured).
+    "strong": dict(optimizer="adam", lr=1e-3, epochs=13, weight_decay=0.0, schedule="cosine",
+                   augment=True, max_shift=0, val_fraction=0.0),
     "custom": dict(optimizer="adam", lr=1e-3, epochs=5, weight_decay=0.0, schedule="none",
-                   augment=False, max_shift=2),
+                   augment=False, max_shift=2, val_fraction=0.1),
 }
 
 
@@ -295,10 +298,10 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
                              "third of the epochs, cosine anneals it to 0 "
                              "(default: the preset's)")
     parser.add_argument("--val-fraction", type=_float_in(0, 1, high_open=True),
-                        default=0.1, metavar="X",
+                        metavar="X",
                         help="share of the training images held out for validation; 0 "
                              "holds none out (no validation, no early stopping) "
-                             "(default: 0.1)")
+                             "(default: the preset's: 0.1, or 0 for strong)")
     parser.add_argument("--augment", action=argparse.BooleanOptionalAction,
                         help="random horizontal flips and shifts of up to --max-shift "
                              "pixels (default: the preset's)")
@@ -345,6 +348,10 @@ def run_train(args: argparse.Namespace) -> int | None:
     spec = resolve(args.arch)
     preset = args.arch.strip().lower() if args.arch.strip().lower() in PRESETS else None
     settings = _training_settings(args, preset)
+    if args.patience and not settings["val_fraction"]:
+        why = f" (the {preset} preset trains on every image)" if args.val_fraction is None else ""
+        raise ValueError(f"--patience needs validation images, but --val-fraction is 0{why}; "
+                         f"give --val-fraction 0.1, say")
     out = args.out or Path("runs") / (preset or "custom")
     shape = input_shape(spec)
     holdout = None
@@ -359,7 +366,7 @@ def run_train(args: argparse.Namespace) -> int | None:
         data, test = _first(data, args.limit_train), _first(test, args.limit_test)
 
     rng = np.random.default_rng(args.seed)
-    train_idx, val_idx = train_val_split(len(data), args.val_fraction, rng)
+    train_idx, val_idx = train_val_split(len(data), settings["val_fraction"], rng)
     train, val = data.subset(train_idx), data.subset(val_idx) if len(val_idx) else None
     normalization = Normalization.fit(train.images)
     model = build(spec, rng=rng)
@@ -400,7 +407,8 @@ def run_train(args: argparse.Namespace) -> int | None:
         "arch": args.arch, "epochs": len(history), "batch_size": args.batch_size,
         "optimizer": settings["optimizer"], "lr": settings["lr"],
         "weight_decay": settings["weight_decay"], "schedule": settings["schedule"],
-        "augment": bool(augment), "max_shift": settings["max_shift"], "seed": args.seed, "train_images": len(train),
+        "augment": bool(augment), "max_shift": settings["max_shift"], "seed": args.seed,
+        "train_images": len(train), "val_images": len(val_idx),
         "train_seconds": round(seconds, 1), "test_accuracy": result.accuracy,
         "test_loss": result.loss, "test_images": result.n,
     }
