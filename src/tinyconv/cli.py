@@ -66,8 +66,9 @@ _HOLDOUT_STREAM = 0x7E57
 
 #: The training settings recommended for each preset ("custom": for a spec
 #: given as text); each option given on the command line overrides its setting.
-#: An epoch of ``default`` takes about 50 s on 2 cores, so its 5 epochs fit in
-#: the 5 minutes the README promises; ``strong`` costs about twice as much.
+#: An epoch of ``default`` takes about 32 s on 2 cores, so its 5 epochs fit in
+#: the 5 minutes the README promises; one of ``strong`` takes about 81 s, so its
+#: 13 fit in 20 minutes (both measured).
 PRESET_TRAINING = {
     "tutorial": dict(optimizer="adam", lr=3e-3, epochs=5, weight_decay=0.0, schedule="none",
                      augment=False, max_shift=2, val_fraction=0.1),
