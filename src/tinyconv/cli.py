@@ -66,7 +66,7 @@ _HOLDOUT_STREAM = 0x7E57
 
 #: The training settings recommended for each preset ("custom": for a spec
 #: given as text); each option given on the command line overrides its setting.
-#: An epoch of ``default`` takes about 32 s on 2 cores, so its 5 epochs fit in
+#: An epoch of ``default`` takes about 35 s on 2 cores, so its 5 epochs fit in
 #: the 5 minutes the README promises; one of ``strong`` takes about 81 s, so its
 #: 13 fit in 20 minutes (both measured).
 PRESET_TRAINING = {
