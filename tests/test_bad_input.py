@@ -170,7 +170,7 @@ def test_sizes_must_be_ints(make, name, value):
 
 def test_linear_bias_shape():
     with raises(ValueError, "linear bias must have shape (2,)", "got (3,)"):
-        F.linear_forward(np.ones((1, 4)), np.ones((2, 4)), np.ones(3))
+        F.linear_forward(np.ones((4, 1)), np.ones((2, 4)), np.ones(3))
 
 
 def test_sequential_takes_only_layers():

@@ -96,10 +96,11 @@ def test_batch_norm_keeps_float32():
 
 
 def test_batch_norm_normalises_each_channel():
-    x = np.random.default_rng(5).normal(3.0, 4.0, (8, 2, 3, 3))
+    # The functional form is batch last: (C, H, W, N).
+    x = np.random.default_rng(5).normal(3.0, 4.0, (2, 3, 3, 8))
     out, _ = F.batch_norm2d_forward(x, np.ones(2), np.zeros(2))
-    np.testing.assert_allclose(out.mean(axis=(0, 2, 3)), 0, atol=1e-12)
-    np.testing.assert_allclose(out.var(axis=(0, 2, 3)), 1, rtol=1e-4)
+    np.testing.assert_allclose(out.mean(axis=(1, 2, 3)), 0, atol=1e-12)
+    np.testing.assert_allclose(out.var(axis=(1, 2, 3)), 1, rtol=1e-4)
 
 
 def test_batch_norm_bad_input():

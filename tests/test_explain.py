@@ -110,9 +110,10 @@ def test_conv_random_values_agree_with_the_fast_ops(seed, activation):
     b = rng.normal(size=n_filters)
     text = explain.explain_conv(x, w, b, stride, padding, activation)
 
-    net, _ = F.conv2d_forward(x[None], w, b, stride=stride, padding=padding)
+    # One sample, batch last: (D, H, W, 1).
+    net, _ = F.conv2d_forward(x[..., None], w, b, stride=stride, padding=padding)
     expected = {"relu": np.maximum(net, 0), "sigmoid": 1 / (1 + np.exp(-net)),
-                "tanh": np.tanh(net), "none": net}[activation][0]
+                "tanh": np.tanh(net), "none": net}[activation][..., 0]
     printed = grids(text, "Feature map")
     assert len(printed) == n_filters
     np.testing.assert_allclose(np.array(printed), expected, atol=TOLERANCE)
@@ -186,15 +187,16 @@ def test_conv_backward_random_values_agree_with_the_fast_ops(seed):
     net_prev = rng.normal(size=(depth, 5, 5))
     x = np.maximum(net_prev, 0)
     w = rng.normal(size=(n_filters, depth, k, k))
-    out, cache = F.conv2d_forward(x[None], w, np.zeros(n_filters), stride=stride,
+    out, cache = F.conv2d_forward(x[..., None], w, np.zeros(n_filters), stride=stride,
                                   padding=padding)
-    delta = rng.normal(size=out.shape[1:])
+    delta = rng.normal(size=out.shape[:-1])
     text = explain.explain_conv_backward(x, w, delta, stride, padding, net_prev=net_prev,
                                          activation="relu")
 
-    grad_x, grad_w, grad_b = F.conv2d_backward(delta[None], cache)
-    np.testing.assert_allclose(grids(text, "∂E/∂a^{l-1}"), grad_x[0], atol=TOLERANCE)
-    np.testing.assert_allclose(grids(text, "δ^{l-1} ="), grad_x[0] * (net_prev > 0),
+    grad_x, grad_w, grad_b = F.conv2d_backward(delta[..., None], cache)
+    grad_x = grad_x[..., 0]
+    np.testing.assert_allclose(grids(text, "∂E/∂a^{l-1}"), grad_x, atol=TOLERANCE)
+    np.testing.assert_allclose(grids(text, "δ^{l-1} ="), grad_x * (net_prev > 0),
                                atol=TOLERANCE)
     np.testing.assert_allclose(np.reshape(grids(text, "∂E/∂W^l"), grad_w.shape), grad_w,
                                atol=TOLERANCE)
@@ -233,16 +235,21 @@ def test_pool_default_is_the_4x4_example():
 def test_pool_random_values_agree_with_the_fast_ops(size, stride):
     rng = np.random.default_rng(size * 10 + (stride or 0))
     x = rng.normal(size=(2, 6, 7))
-    max_out, max_cache = F.max_pool2d_forward(x[None], size, stride)
-    mean_out, mean_cache = F.avg_pool2d_forward(x[None], size, stride)
-    delta = rng.normal(size=max_out.shape[1:])
+    # One sample, batch last: (D, H, W, 1).
+    max_out, max_cache = F.max_pool2d_forward(x[..., None], size, stride)
+    mean_out, mean_cache = F.avg_pool2d_forward(x[..., None], size, stride)
+    delta = rng.normal(size=max_out.shape[:-1])
     text = explain.explain_pool(x, size, stride, delta)
-    np.testing.assert_allclose(grids(text, "Max pooling output"), max_out[0], atol=TOLERANCE)
-    np.testing.assert_allclose(grids(text, "Mean pooling output"), mean_out[0], atol=TOLERANCE)
+    np.testing.assert_allclose(grids(text, "Max pooling output"), max_out[..., 0],
+                               atol=TOLERANCE)
+    np.testing.assert_allclose(grids(text, "Mean pooling output"), mean_out[..., 0],
+                               atol=TOLERANCE)
     np.testing.assert_allclose(grids(text, "δ^{l-1}, max pooling"),
-                               F.max_pool2d_backward(delta[None], max_cache)[0], atol=TOLERANCE)
+                               F.max_pool2d_backward(delta[..., None], max_cache)[..., 0],
+                               atol=TOLERANCE)
     np.testing.assert_allclose(grids(text, "δ^{l-1}, mean pooling"),
-                               F.avg_pool2d_backward(delta[None], mean_cache)[0], atol=TOLERANCE)
+                               F.avg_pool2d_backward(delta[..., None], mean_cache)[..., 0],
+                               atol=TOLERANCE)
 
 
 # ------------------------------------------------------------------ arrays in

@@ -124,17 +124,43 @@ def test_dropout_and_batch_norm_in_training_mode(make, shape):
 class SlightlyWrongInputGradient(tinyconv.Linear):
     """A Linear layer whose input gradient is 1% too large."""
 
-    def backward(self, grad_output):
-        return 1.01 * super().backward(grad_output)
+    def backward_batch_last(self, grad_output, input_grad=True):
+        return 1.01 * super().backward_batch_last(grad_output)
 
 
 class WrongBiasGradient(tinyconv.Conv2d):
     """A Conv2d layer that forgets to sum the bias gradient over the batch."""
 
-    def backward(self, grad_output):
-        grad_x = super().backward(grad_output)
+    def backward_batch_last(self, grad_output, input_grad=True):
+        grad_x = super().backward_batch_last(grad_output)
         self.bias.grad *= 0.5
         return grad_x
+
+
+class Square(tinyconv.Module):
+    """A layer of a user's own, written batch first as in PyTorch: f(x) = x²."""
+
+    def forward(self, x):
+        self.x = np.asarray(x)
+        return self.x ** 2
+
+    def backward(self, grad_output, input_grad=True):
+        return 2 * self.x * grad_output
+
+
+def test_a_batch_first_layer_of_ones_own_works_inside_a_network():
+    model = tinyconv.Sequential(tinyconv.Conv2d(1, 2, 3, rng=18), Square(), tinyconv.Flatten(),
+                                tinyconv.Linear(8, 3, rng=19))
+    x = np.random.default_rng(20).standard_normal((3, 1, 4, 4))
+    assert tinyconv.gradcheck(model, x, tinyconv.CrossEntropyLoss(), np.array([0, 2, 1])) < LIMIT
+    assert model[1].x.shape == (3, 2, 2, 2)  # batch first, as Square was written for
+
+
+def test_a_layer_that_implements_nothing_says_so():
+    with pytest.raises(NotImplementedError, match="neither forward nor forward_batch_last"):
+        tinyconv.Module().forward(np.ones((1, 2)))
+    with pytest.raises(NotImplementedError, match="neither forward nor forward_batch_last"):
+        tinyconv.Sequential(tinyconv.Module()).forward(np.ones((1, 2)))
 
 
 def test_catches_a_wrong_input_gradient():
@@ -184,7 +210,7 @@ def test_leaves_parameters_and_gradients_as_they_were(dtype):
 
 def test_restores_parameters_when_the_module_raises():
     class Broken(tinyconv.Linear):
-        def backward(self, grad_output):
+        def backward_batch_last(self, grad_output, input_grad=True):
             raise ArithmeticError("broken on purpose")
 
     layer = Broken(3, 2, rng=13)

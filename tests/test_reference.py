@@ -1,7 +1,9 @@
 """The fast path equals the tutorial's literal loops.
 
-:mod:`tinyconv.functional` works on whole NCHW batches with vectorised NumPy;
-:mod:`tinyconv.reference` writes each formula out for one sample. Here both
+:mod:`tinyconv.functional` works on whole batches with vectorised NumPy,
+batch last (C, H, W, N); :mod:`tinyconv.reference` writes each formula out
+for one sample (C, H, W). The arrays here are drawn batch first, so that
+``x[n]`` is sample n, and converted for the fast path. Both
 run on random configurations drawn by hypothesis (strides, paddings, square
 and non-square kernels, channels, filters, batch sizes, strides that do not
 divide the padded size), and every output and gradient must agree to ~1e-10
@@ -95,9 +97,11 @@ def test_conv_forward_and_every_gradient(config):
     weight = rng.normal(size=(config.filters, config.channels) + config.kernel)
     bias = rng.normal(size=config.filters)
 
-    out, cache = F.conv2d_forward(x, weight, bias, config.stride, config.padding)
+    out, cache = F.conv2d_forward(F.batch_last(x), weight, bias, config.stride, config.padding)
+    out = F.batch_first(out)
     delta = rng.normal(size=out.shape)
-    grad_x, grad_weight, grad_bias = F.conv2d_backward(delta, cache)
+    grad_x, grad_weight, grad_bias = F.conv2d_backward(F.batch_last(delta), cache)
+    grad_x = F.batch_first(grad_x)
 
     geometry = (config.stride, config.padding)
     for n in range(config.batch):
@@ -116,11 +120,12 @@ def test_conv_delta_times_f_prime_equals_conv_then_relu_backward(config):
     """Eq. 5.2 in one step equals the fast conv backward followed by ReLU's."""
     rng = np.random.default_rng(config.seed)
     net_prev = rng.normal(size=config.input_shape)
-    a_prev, relu_cache = F.relu_forward(net_prev)
+    a_prev, relu_cache = F.relu_forward(F.batch_last(net_prev))
     weight = rng.normal(size=(config.filters, config.channels) + config.kernel)
     out, cache = F.conv2d_forward(a_prev, weight, None, config.stride, config.padding)
-    delta = rng.normal(size=out.shape)
-    delta_prev = F.relu_backward(F.conv2d_backward(delta, cache)[0], relu_cache)
+    delta = rng.normal(size=out.shape[-1:] + out.shape[:-1])
+    delta_prev = F.relu_backward(F.conv2d_backward(F.batch_last(delta), cache)[0], relu_cache)
+    delta_prev = F.batch_first(delta_prev)
 
     for n in range(config.batch):
         expected = R.conv_backward_delta(delta[n], weight, net_prev.shape[1:], config.stride,
@@ -150,9 +155,10 @@ def test_max_pool_forward_and_backward(config, ties):
         x = rng.normal(size=config.input_shape)
     args = (config.kernel, config.stride, config.padding)
 
-    out, cache = F.max_pool2d_forward(x, *args)
+    out, cache = F.max_pool2d_forward(F.batch_last(x), *args)
+    out = F.batch_first(out)
     delta = rng.normal(size=out.shape)
-    grad_x = F.max_pool2d_backward(delta, cache)
+    grad_x = F.batch_first(F.max_pool2d_backward(F.batch_last(delta), cache))
     for n in range(config.batch):
         _assert_close(out[n], R.max_pool_forward(x[n], *args))
         _assert_close(grad_x[n], R.max_pool_backward(x[n], delta[n], *args))
@@ -167,9 +173,10 @@ def test_mean_pool_forward_and_backward(config):
     x = rng.normal(size=config.input_shape)
     args = (config.kernel, config.stride, config.padding)
 
-    out, cache = F.avg_pool2d_forward(x, *args)
+    out, cache = F.avg_pool2d_forward(F.batch_last(x), *args)
+    out = F.batch_first(out)
     delta = rng.normal(size=out.shape)
-    grad_x = F.avg_pool2d_backward(delta, cache)
+    grad_x = F.batch_first(F.avg_pool2d_backward(F.batch_last(delta), cache))
     for n in range(config.batch):
         _assert_close(out[n], R.mean_pool_forward(x[n], *args))
         _assert_close(grad_x[n], R.mean_pool_backward(x[n], delta[n], *args))
@@ -184,9 +191,12 @@ def test_linear_forward_and_every_gradient(batch, n_in, n_out, has_bias, seed):
     weight = rng.normal(size=(n_out, n_in))
     bias = rng.normal(size=n_out) if has_bias else None
 
-    out, cache = F.linear_forward(x, weight, bias)
+    # The fast path keeps a column per sample: (features, N).
+    out, cache = F.linear_forward(x.T, weight, bias)
+    out = out.T
     delta = rng.normal(size=out.shape)
-    grad_x, grad_weight, grad_bias = F.linear_backward(delta, cache)
+    grad_x, grad_weight, grad_bias = F.linear_backward(delta.T, cache)
+    grad_x = grad_x.T
 
     grads = [R.fc_backward(x[n], weight, delta[n]) for n in range(batch)]
     for n in range(batch):

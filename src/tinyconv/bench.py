@@ -9,6 +9,10 @@ is the median over the rounds, with the spread (lowest to highest round).
 The ratio printed is **PyTorch's time divided by tinyconv's**: 1.0 means as
 fast as PyTorch, 2.0 twice as fast, 0.5 half as fast.
 
+Single layers are timed as a model runs them, each framework in its own
+layout: tinyconv batch last (C, H, W, N), PyTorch NCHW. Whole training steps
+and inference take NCHW images in both, conversions included.
+
 Run it as ``tinyconv bench`` or ``python benchmarks/bench.py``. Without
 PyTorch it prints tinyconv's figures alone and says so.
 """
@@ -142,8 +146,10 @@ def _layer_candidates(layer, shape, with_torch: bool):
     rng = np.random.default_rng(0)
     x = rng.standard_normal(shape).astype(np.float32)
     grad = rng.standard_normal(layer.forward(x).shape).astype(np.float32)
-    forward = {"tinyconv": lambda: layer.forward(x)}
-    both = {"tinyconv": lambda: (layer.forward(x), layer.backward(grad))}
+    # Batch last, as activations pass between the layers of a model.
+    xb, gb = F.batch_last(x), F.batch_last(grad)
+    forward = {"tinyconv": lambda: layer.forward_batch_last(xb)}
+    both = {"tinyconv": lambda: (layer.forward_batch_last(xb), layer.backward_batch_last(gb))}
     if with_torch:
         import torch
         t = to_torch(layer if isinstance(layer, Sequential) else Sequential(layer))
@@ -211,7 +217,7 @@ def _reference_speedup(budget: float) -> dict:
     b = rng.standard_normal(16)
     literal = _seconds_per_call(lambda: reference.conv_forward(x[0], w, b), 1)
     fast_batch = 64
-    xb = np.repeat(x, fast_batch, axis=0)
+    xb = F.batch_last(np.repeat(x, fast_batch, axis=0))
     reps = _calibrate(lambda: F.conv2d_forward(xb, w, b), budget)
     fast = _seconds_per_call(lambda: F.conv2d_forward(xb, w, b), reps) / fast_batch
     return {"layer": "conv 6->16 5x5, 14x14, forward, float64, per image",
@@ -372,7 +378,7 @@ def run(batches=(64, 256), rounds: int = 7, budget: float = 0.15, epoch: bool = 
 
     header = f"{'':42} {'tinyconv':>26} {'pytorch':>26} {'ratio':>6}"
     for batch in batches:
-        out(f"\nLeNet-5 layers, batch {batch}\n{header}")
+        out(f"\nLeNet-5 layers, batch {batch} (tinyconv batch last, PyTorch NCHW)\n{header}")
         for name, layer, shape in lenet5_layers(batch):
             forward, both = _layer_candidates(layer, shape, with_torch)
             for what, candidates in (("forward", forward), ("forward+backward", both)):

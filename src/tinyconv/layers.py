@@ -10,6 +10,13 @@ argument.
 Shapes follow PyTorch: images are NCHW (batch, channels, height, width);
 conv weights are (out_channels, in_channels, KH, KW); linear weights are
 (out_features, in_features).
+
+Inside, the arithmetic runs batch last, (C, H, W, N) and (features, N), the
+layout of :mod:`tinyconv.functional` (its docstring says why).
+``forward`` and ``backward`` convert on the way in and out, and each layer
+does its work in ``forward_batch_last`` and ``backward_batch_last``. A
+:class:`Sequential` model converts once at its edges and passes batch-last
+arrays from layer to layer.
 """
 
 from __future__ import annotations
@@ -79,19 +86,84 @@ class Module:
     #: Names of array attributes that are state but not trained (batch
     #: normalisation's running statistics, say); saved with the parameters.
     buffers: tuple[str, ...] = ()
+    #: The batch-first input the layer takes, such as "(N, C, H, W)"; None
+    #: for any shape. :meth:`check_input` holds inputs to it.
+    input_layout: str | None = None
+    #: The shape and dtype of the last output of :meth:`forward`, which
+    #: :meth:`backward` checks δ against.
+    _output = None
 
     def forward(self, x):
-        raise NotImplementedError
+        """The output for a batch-first input (N, C, H, W) or (N, features).
+
+        Checks ``x``, moves the batch last, runs :meth:`forward_batch_last`
+        and moves the batch of the output first again.
+        """
+        if type(self).forward_batch_last is Module.forward_batch_last:
+            raise NotImplementedError(f"{type(self).__name__} implements neither forward "
+                                      f"nor forward_batch_last")
+        x = F.as_float_array(x, f"{type(self).__name__} input")
+        self.check_input(x.shape)
+        out = F.batch_first(self.forward_batch_last(F.batch_last(x)))
+        self._output = (out.shape, out.dtype)
+        return out
 
     def backward(self, grad_output, input_grad=True):
         """Take δ of the output; add parameter gradients; return δ of the input.
 
+        δ is batch first, shaped as the output of the last :meth:`forward`.
         With ``input_grad=False`` the layer still adds its parameters'
         gradients but skips computing the input's, and returns None: the
         first layer of a network needs no δ for the images themselves, and
         for a conv layer that skip is a third of its backward.
         """
-        raise NotImplementedError
+        if type(self).backward_batch_last is Module.backward_batch_last:
+            raise NotImplementedError(f"{type(self).__name__} implements neither backward "
+                                      f"nor backward_batch_last")
+        shape, dtype = self._saved(self._output)
+        grad_output = F.check_grad(grad_output, shape, dtype, type(self).__name__)
+        grad_input = self.backward_batch_last(F.batch_last(grad_output), input_grad)
+        return None if grad_input is None else F.batch_first(grad_input)
+
+    def forward_batch_last(self, x):
+        """:meth:`forward` on a batch-last input (C, H, W, N) or (features, N).
+
+        A layer implements this or :meth:`forward`. One of your own that
+        implements only ``forward``, batch first as in PyTorch, gets it
+        wrapped here in conversions, and so works inside a Sequential too.
+        """
+        return F.batch_last(self.forward(F.batch_first(x)))
+
+    def backward_batch_last(self, grad_output, input_grad=True):
+        """:meth:`backward` with δ batch last; returns δ of the input batch last.
+
+        Implemented, or else :meth:`backward` wrapped, as :meth:`forward_batch_last`.
+        """
+        grad_input = self.backward(F.batch_first(grad_output), input_grad)
+        return None if grad_input is None else F.batch_last(grad_input)
+
+    def check_input(self, shape: tuple[int, ...]) -> None:
+        """Refuse an input of batch-first ``shape`` that the layer cannot take.
+
+        The message names the shape as the user gave it, batch first. The
+        check is on ``input_layout``'s number of dimensions and, when
+        :meth:`input_width` names one, the size of axis 1.
+        """
+        if self.input_layout is None:
+            return
+        name = type(self).__name__
+        ndim = self.input_layout.count(",") + 1
+        if len(shape) != ndim:
+            raise ValueError(f"{name} input must have {ndim} dimensions {self.input_layout}, "
+                             f"got {len(shape)} dimensions with shape {shape}")
+        width = self.input_width()
+        if width is not None and shape[1] != width[0]:
+            raise ValueError(f"{name} expected {width[0]} {width[1]} on axis 1, got input "
+                             f"shape {shape}; it takes {self.input_layout}")
+
+    def input_width(self) -> tuple[int, str] | None:
+        """The size the input needs on axis 1 and what it counts, or None for any."""
+        return None
 
     def __call__(self, x):
         return self.forward(x)
@@ -226,6 +298,8 @@ class Conv2d(Module):
     numbers, whatever the input's width and height.
     """
 
+    input_layout = "(N, C, H, W)"
+
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
                  bias=True, *, init="he", rng=None, dtype=np.float32):
         self.in_channels = F.check_int(in_channels, "in_channels")
@@ -238,12 +312,15 @@ class Conv2d(Module):
         self.bias = Parameter(np.zeros(self.out_channels, dtype)) if bias else None
         self._cache = None
 
-    def forward(self, x):
+    def input_width(self):
+        return self.in_channels, "channels"
+
+    def forward_batch_last(self, x):
         bias = None if self.bias is None else self.bias.data
         out, self._cache = F.conv2d_forward(x, self.weight.data, bias, self.stride, self.padding)
         return out
 
-    def backward(self, grad_output, input_grad=True):
+    def backward_batch_last(self, grad_output, input_grad=True):
         grad_x, grad_weight, grad_bias = F.conv2d_backward(grad_output, self._saved(self._cache),
                                                            input_grad)
         self._accumulate(grad_weight, grad_bias)
@@ -264,6 +341,7 @@ class _Pool2d(Module):
     """Shared arguments of the pooling layers; they have no parameters."""
 
     _forward = _backward = None
+    input_layout = "(N, C, H, W)"
 
     def __init__(self, kernel_size, stride=None, padding=0):
         self.kernel_size = F.pair(kernel_size, "kernel_size", 1)
@@ -272,11 +350,11 @@ class _Pool2d(Module):
         F.check_pool_padding(self.kernel_size, self.padding, type(self).__name__)
         self._cache = None
 
-    def forward(self, x):
+    def forward_batch_last(self, x):
         out, self._cache = type(self)._forward(x, self.kernel_size, self.stride, self.padding)
         return out
 
-    def backward(self, grad_output, input_grad=True):
+    def backward_batch_last(self, grad_output, input_grad=True):
         cache = self._saved(self._cache)
         return type(self)._backward(grad_output, cache) if input_grad else None
 
@@ -326,6 +404,8 @@ class Linear(Module):
     (out_features, in_features), ``bias`` (out_features,).
     """
 
+    input_layout = "(N, in_features)"
+
     def __init__(self, in_features, out_features, bias=True, *, init="he", rng=None,
                  dtype=np.float32):
         self.in_features = F.check_int(in_features, "in_features")
@@ -335,12 +415,15 @@ class Linear(Module):
         self.bias = Parameter(np.zeros(self.out_features, dtype)) if bias else None
         self._cache = None
 
-    def forward(self, x):
+    def input_width(self):
+        return self.in_features, "features"
+
+    def forward_batch_last(self, x):
         bias = None if self.bias is None else self.bias.data
         out, self._cache = F.linear_forward(x, self.weight.data, bias)
         return out
 
-    def backward(self, grad_output, input_grad=True):
+    def backward_batch_last(self, grad_output, input_grad=True):
         grad_x, grad_weight, grad_bias = F.linear_backward(grad_output, self._saved(self._cache),
                                                            input_grad)
         self._accumulate(grad_weight, grad_bias)
@@ -352,24 +435,31 @@ class Linear(Module):
 
 
 class Flatten(Module):
-    """Flatten every sample into a vector: (N, C, H, W) -> (N, C·H·W)."""
+    """Flatten every sample into a vector: (N, C, H, W) -> (N, C·H·W).
+
+    The vector lists channel by channel, row by row, as PyTorch's flatten
+    does. Batch last, (C, H, W, N) -> (C·H·W, N) is the same order and
+    costs no copy.
+    """
 
     def __init__(self):
         self._cache = None
 
-    def forward(self, x):
-        x = F.as_float_array(x, "flatten input")
-        if x.ndim < 2:
+    def check_input(self, shape):
+        if len(shape) < 2:
             raise ValueError(f"flatten input must have a batch axis and at least one more, "
-                             f"got shape {x.shape}")
-        self._cache = (x.shape, x.dtype)
-        return x.reshape(x.shape[0], -1)
+                             f"got shape {shape}")
 
-    def backward(self, grad_output, input_grad=True):
+    def forward_batch_last(self, x):
+        x = F.as_float_array(x, "flatten input")
+        self._cache = (x.shape, x.dtype)
+        return x.reshape(-1, x.shape[-1])
+
+    def backward_batch_last(self, grad_output, input_grad=True):
         shape, dtype = self._saved(self._cache)
         if not input_grad:
             return None
-        flat = (shape[0], int(np.prod(shape[1:])))
+        flat = (int(np.prod(shape[:-1])), shape[-1])
         return F.check_grad(grad_output, flat, dtype, "flatten").reshape(shape)
 
 
@@ -381,11 +471,11 @@ class _Activation(Module):
     def __init__(self):
         self._cache = None
 
-    def forward(self, x):
+    def forward_batch_last(self, x):
         out, self._cache = type(self)._forward(x)
         return out
 
-    def backward(self, grad_output, input_grad=True):
+    def backward_batch_last(self, grad_output, input_grad=True):
         cache = self._saved(self._cache)
         return type(self)._backward(grad_output, cache) if input_grad else None
 
@@ -417,12 +507,12 @@ class Identity(Module):
     def __init__(self):
         self._cache = None
 
-    def forward(self, x):
+    def forward_batch_last(self, x):
         x = F.as_float_array(x, "identity input")
         self._cache = (x.shape, x.dtype)
         return x
 
-    def backward(self, grad_output, input_grad=True):
+    def backward_batch_last(self, grad_output, input_grad=True):
         shape, dtype = self._saved(self._cache)
         return F.check_grad(grad_output, shape, dtype, "identity") if input_grad else None
 
@@ -433,8 +523,9 @@ class Sequential(Module):
 
     ``forward`` runs the layers in order; ``backward`` runs them in reverse,
     passing each layer's input gradient to the layer before it (and
-    ``input_grad`` to the first layer). Parameters are named by position:
-    ``0.weight``, ``0.bias``, ``3.weight``...
+    ``input_grad`` to the first layer). Between layers the arrays stay batch
+    last; only the model's input, output and their gradients are converted.
+    Parameters are named by position: ``0.weight``, ``0.bias``, ``3.weight``...
     """
 
     def __init__(self, *layers):
@@ -444,17 +535,19 @@ class Sequential(Module):
                                 f"{type(layer).__name__} at position {index}")
         self.layers = list(layers)
 
-    def forward(self, x):
+    def forward_batch_last(self, x):
         for layer in self.layers:
-            x = layer.forward(x)
+            # Each layer checks its input as the user would have written it.
+            layer.check_input(x.shape[-1:] + x.shape[:-1])
+            x = layer.forward_batch_last(x)
         return x
 
-    def backward(self, grad_output, input_grad=True):
+    def backward_batch_last(self, grad_output, input_grad=True):
         if not self.layers:
             return grad_output if input_grad else None
         for layer in reversed(self.layers[1:]):
-            grad_output = layer.backward(grad_output)
-        return self.layers[0].backward(grad_output, input_grad)
+            grad_output = layer.backward_batch_last(grad_output)
+        return self.layers[0].backward_batch_last(grad_output, input_grad)
 
     def __getitem__(self, index):
         return self.layers[index]
@@ -493,6 +586,7 @@ class BatchNorm2d(Module):
     """
 
     buffers = ("running_mean", "running_var")
+    input_layout = "(N, C, H, W)"
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, *, dtype=np.float32):
         self.num_features = F.check_int(num_features, "num_features")
@@ -508,17 +602,15 @@ class BatchNorm2d(Module):
         self.running_var = np.ones(self.num_features, dtype)
         self._cache = None
 
+    def input_width(self):
+        return self.num_features, "channels"
+
     def _as_maps(self, x):
-        """The input as (N, C, H, W) maps; BatchNorm1d overrides this."""
-        x = F.as_float_array(x, f"{type(self).__name__} input")
-        F.check_ndim(x, 4, "(N, C, H, W)", f"{type(self).__name__} input")
+        """The batch-last input as (C, H, W, N) maps; BatchNorm1d overrides this."""
         return x
 
-    def forward(self, x):
-        maps = self._as_maps(x)
-        if maps.shape[1] != self.num_features:
-            raise ValueError(f"{type(self).__name__} expected {self.num_features} channels "
-                             f"on axis 1, got input shape {np.shape(x)}")
+    def forward_batch_last(self, x):
+        maps = self._as_maps(F.as_float_array(x, f"{type(self).__name__} input"))
         if self.training:
             out, cache = F.batch_norm2d_forward(maps, self.weight.data, self.bias.data,
                                                 eps=self.eps)
@@ -535,7 +627,7 @@ class BatchNorm2d(Module):
         self._cache = (cache, np.shape(x))
         return out.reshape(np.shape(x))
 
-    def backward(self, grad_output, input_grad=True):
+    def backward_batch_last(self, grad_output, input_grad=True):
         cache, shape = self._saved(self._cache)
         grad_output = F.check_grad(grad_output, shape, cache.centred.dtype, type(self).__name__)
         grad_x, grad_weight, grad_bias = F.batch_norm2d_backward(
@@ -559,10 +651,11 @@ class BatchNorm1d(BatchNorm2d):
     equal: statistics over the batch, M = N. Shape: (N, C) -> (N, C).
     """
 
+    input_layout = "(N, C)"
+
     def _as_maps(self, x):
-        x = F.as_float_array(x, "BatchNorm1d input")
-        F.check_ndim(x, 2, "(N, C)", "BatchNorm1d input")
-        return x[:, :, None, None]
+        F.check_ndim(x, 2, F.VECTORS, "BatchNorm1d input")
+        return x[:, None, None, :]
 
 
 class Dropout(Module):
@@ -590,7 +683,7 @@ class Dropout(Module):
         self.rng = as_generator(rng)
         self._cache = None
 
-    def forward(self, x):
+    def forward_batch_last(self, x):
         x = F.as_float_array(x, "dropout input")
         if not self.training or self.p == 0:
             self._cache = (x.shape, x.dtype, None)
@@ -599,7 +692,7 @@ class Dropout(Module):
         self._cache = (x.shape, x.dtype, mask)
         return out
 
-    def backward(self, grad_output, input_grad=True):
+    def backward_batch_last(self, grad_output, input_grad=True):
         shape, dtype, mask = self._saved(self._cache)
         if not input_grad:
             return None
