@@ -21,11 +21,16 @@ def _bn_pair(torch, layer_cls, torch_cls, c, rng):
     return ours, theirs
 
 
+# Each channel of the 4x3x5x6 float64 input is 960 bytes: blocks of 1000
+# bytes hold one channel, of 2000 bytes two (and then the one left over).
+@pytest.mark.parametrize("block_bytes", [F.BLOCK_BYTES, 1000, 2000])
 @pytest.mark.parametrize("shape, layer_cls, torch_name", [
     ((4, 3, 5, 6), BatchNorm2d, "BatchNorm2d"),
     ((7, 5), BatchNorm1d, "BatchNorm1d"),
 ])
-def test_batch_norm_matches_torch_in_train_and_eval(torch, shape, layer_cls, torch_name):
+def test_batch_norm_matches_torch_in_train_and_eval(torch, shape, layer_cls, torch_name,
+                                                    block_bytes, monkeypatch):
+    monkeypatch.setattr(F, "BLOCK_BYTES", block_bytes)
     rng = np.random.default_rng(0)
     ours, theirs = _bn_pair(torch, layer_cls, getattr(torch.nn, torch_name), shape[1], rng)
     # Two training steps move the running statistics twice (unbiased variance).

@@ -445,3 +445,50 @@ def test_input_grad_false_skips_only_the_input_gradient(make, shape):
     assert skipping.backward(grad, input_grad=False) is None
     for (name, a), (_, b) in zip(full.named_parameters(), skipping.named_parameters()):
         np.testing.assert_array_equal(a.grad, b.grad, err_msg=name)
+
+
+# ----------------------------------------------------------------------------
+# A Sequential runs a ReLU right before a MaxPool2d after it
+# ----------------------------------------------------------------------------
+
+def test_running_order_moves_relu_after_max_pooling_only():
+    T = tinyconv
+    model = T.Sequential(T.ReLU(), T.MaxPool2d(2), T.Conv2d(1, 1, 1), T.ReLU(), T.AvgPool2d(2),
+                         T.Sigmoid(), T.MaxPool2d(2), T.ReLU(), T.MaxPool2d(2), T.MaxPool2d(1))
+    assert model.running_order() == (1, 0, 2, 3, 4, 5, 6, 8, 9, 7)
+
+
+@pytest.mark.parametrize("pool", [lambda: tinyconv.MaxPool2d(2),
+                                  lambda: tinyconv.MaxPool2d(3, stride=2, padding=1)])
+def test_pooling_before_relu_changes_no_bit(pool):
+    """The reordered model against its layers run one by one, in the listed order."""
+    model = tinyconv.Sequential(tinyconv.ReLU(), pool(), tinyconv.Conv2d(2, 3, 3, rng=5),
+                                tinyconv.ReLU(), pool(), tinyconv.ReLU())
+    assert model.running_order() != tuple(range(6))
+    rng = np.random.default_rng(6)
+    # Few distinct values, half of them negative: windows whose maxima tie,
+    # and windows that are negative throughout.
+    x = rng.integers(-3, 3, size=(3, 2, 9, 9)).astype(np.float32)
+    out = model.forward(x)
+    grad = rng.standard_normal(out.shape).astype(np.float32)
+    grad_x = model.backward(grad)
+    grads = [p.grad.copy() for p in model.parameters()]
+
+    model.zero_grad()
+    a = x
+    for layer in model.layers:
+        a = layer.forward(a)
+    np.testing.assert_array_equal(out, a)
+    g = grad
+    for layer in reversed(model.layers):
+        g = layer.backward(g)
+    np.testing.assert_array_equal(grad_x, g)
+    for before, p in zip(grads, model.parameters()):
+        np.testing.assert_array_equal(before, p.grad)
+
+
+def test_input_grad_false_reaches_the_layer_that_runs_first():
+    model = tinyconv.Sequential(tinyconv.ReLU(), tinyconv.MaxPool2d(2))
+    x = np.random.default_rng(7).standard_normal((2, 1, 4, 4))
+    assert model.backward(np.ones(model.forward(x).shape), input_grad=False) is None
+    assert model.backward(np.ones(model.forward(x).shape)).shape == x.shape

@@ -164,6 +164,25 @@ def test_max_pool_forward_and_backward(config, ties):
         _assert_close(grad_x[n], R.max_pool_backward(x[n], delta[n], *args))
 
 
+@pytest.mark.parametrize("kernel, stride, padding", [(2, None, 0), (3, 1, 1), (3, 2, 1)])
+def test_max_pool_over_several_blocks_of_channels(kernel, stride, padding, monkeypatch):
+    """Max pooling's backward runs over blocks of channels; here 1 or 2 in each."""
+    rng = np.random.default_rng(8)
+    x = rng.integers(0, 3, size=(2, 5, 6, 7)).astype(np.float64)  # ties in most windows
+    # A channel is 672 bytes (two samples of 6x7 float64), 1,152 padded:
+    # blocks of 1,200 bytes hold one channel, blocks of 2,000 one or two.
+    for block_bytes in (1200, 2000):
+        monkeypatch.setattr(F, "BLOCK_BYTES", block_bytes)
+        out, cache = F.max_pool2d_forward(F.batch_last(x), kernel, stride, padding)
+        assert len(F._channel_blocks(cache[0])) > 2
+        out = F.batch_first(out)
+        delta = rng.normal(size=out.shape)
+        grad_x = F.batch_first(F.max_pool2d_backward(F.batch_last(delta), cache))
+        for n in range(2):
+            _assert_close(out[n], R.max_pool_forward(x[n], kernel, stride, padding))
+            _assert_close(grad_x[n], R.max_pool_backward(x[n], delta[n], kernel, stride, padding))
+
+
 @example(Config(batch=1, channels=2, filters=0, height=7, width=5, kernel=(2, 2),
                 stride=None, padding=(0, 0), seed=4))
 @given(pool_configs())
