@@ -232,7 +232,9 @@ def _pad(x: np.ndarray, padding: tuple[int, int], value: float = 0.0) -> np.ndar
 #: Chains of element-wise passes (batch normalisation, max pooling's
 #: backward) run over blocks of channels of about this many bytes, so that
 #: every pass after a block's first finds the block in the CPU's cache rather
-#: than in memory.
+#: than in memory. Measured inside training steps of the default model at
+#: batch 256 (16x28x28x256 float32): batch norm's forward and backward went
+#: from 19.4 to 13.7 ms, max pooling's backward from 11.4 to 8.9 ms.
 BLOCK_BYTES = 1 << 19
 
 
