@@ -32,9 +32,9 @@ rather than rows of a dozen; and a convolution's matrix product yields this
 layout directly, so nothing is transposed between layers. Training steps ran
 1.2x (batch 64) and 1.3x (batch 256) faster for LeNet-5, 1.3x and 1.5x for
 the default model, than the same code on NCHW arrays (2 threads, float32,
-measured). The layers of
-:mod:`tinyconv.layers` take and give PyTorch's batch-first NCHW and convert
-once, at the edges of a model; the losses take a model's batch-first output.
+measured). The layers of :mod:`tinyconv.layers` take and give PyTorch's
+batch-first NCHW and convert once, at the edges of a model; the losses take
+a model's batch-first output.
 
 A function computes in the floating dtype of its input; parameters are cast
 to it, never the other way round, so float32 stays float32 and float64
@@ -48,6 +48,8 @@ from typing import NamedTuple
 import numpy as np
 
 __all__ = [
+    "batch_last",
+    "batch_first",
     "conv_output_size",
     "conv2d_forward",
     "conv2d_backward",
