@@ -89,6 +89,10 @@ def _assert_close(actual, expected):
                 stride=(2, 3), padding=(0, 1), seed=1))
 @example(Config(batch=2, channels=1, filters=1, height=1, width=1, kernel=(5, 5),
                 stride=(3, 3), padding=(2, 2), seed=2))
+# A stride taller than the kernel and padding wider than it: rows that no
+# window reads, and δ's rows spread three apart.
+@example(Config(batch=2, channels=2, filters=2, height=7, width=5, kernel=(1, 2),
+                stride=(3, 2), padding=(2, 0), seed=3))
 @given(conv_configs())
 @SETTINGS
 def test_conv_forward_and_every_gradient(config):
@@ -112,6 +116,15 @@ def test_conv_forward_and_every_gradient(config):
                                                           *geometry)
                                    for n in range(config.batch)))
     _assert_close(grad_bias, sum(R.conv_bias_gradient(delta[n]) for n in range(config.batch)))
+
+
+def test_row_windows_are_the_rows_they_name():
+    rows = np.arange(7 * 2 * 3.0).reshape(7, 2, 3)
+    windows = F._row_windows(rows, 3, 2, 3)
+    expected = np.stack([rows[2 * r:2 * r + 3].reshape(6, 3) for r in range(3)])
+    np.testing.assert_array_equal(windows, expected)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        F._row_windows(rows[:, :, ::2], 3, 2, 3)
 
 
 @given(conv_configs())
