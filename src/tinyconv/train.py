@@ -55,8 +55,8 @@ CHECKPOINT_VERSION = 2
 HISTORY_FIELDS = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds")
 
 # Images per forward pass when evaluating. Small batches keep each conv
-# layer's im2col columns in cache: the strong preset's forward pass ran at
-# 3,900 images/s in batches of 64 and 2,500 in batches of 512 (2 threads,
+# layer's columns in cache: the strong preset's forward pass ran at 4,760
+# images/s in batches of 64 and 3,750 in batches of 512 (2 threads,
 # measured; 32, 128 and 256 were no faster than 64).
 EVAL_BATCH = 64
 
