@@ -9,7 +9,24 @@ from tinyconv import bench
 from tinyconv.spec import PRESETS, build
 
 
-def test_benchmark_reports_every_figure(torch, tmp_path):
+@pytest.fixture
+def no_pause(monkeypatch):
+    """The pause between timed blocks only matters for real timings."""
+    monkeypatch.setattr(bench, "SETTLE_S", 0.0)
+
+
+def test_each_timed_block_starts_after_a_pause(monkeypatch):
+    events = []
+    monkeypatch.setattr(bench.time, "sleep", lambda seconds: events.append(seconds))
+    bench.time_interleaved({"a": lambda: events.append("a"), "b": lambda: events.append("b")},
+                           rounds=3, budget=1e-9)
+    timed = events[events.index(bench.SETTLE_S):]  # after both calibrations
+    switches = [k for k in range(1, len(timed)) if timed[k] != timed[k - 1]
+                and bench.SETTLE_S not in (timed[k], timed[k - 1])]
+    assert timed.count(bench.SETTLE_S) == 6 and switches == []
+
+
+def test_benchmark_reports_every_figure(torch, tmp_path, no_pause):
     lines = []
     results = bench.run(batches=(2,), rounds=1, budget=1e-4, memory=False, out=lines.append)
     names = [row["name"] for row in results["layers"]]
@@ -33,7 +50,7 @@ def test_to_torch_gives_the_same_network(torch, preset):
     np.testing.assert_allclose(model.forward(x), expected, rtol=1e-4, atol=1e-4)
 
 
-def test_without_pytorch_the_benchmark_says_so_and_reports_tinyconv_alone(monkeypatch):
+def test_without_pytorch_the_benchmark_says_so_and_reports_tinyconv_alone(monkeypatch, no_pause):
     monkeypatch.setattr(bench, "torch_available", lambda: False)
     lines = []
     results = bench.run(batches=(2,), rounds=1, budget=1e-4, memory=False, out=lines.append)

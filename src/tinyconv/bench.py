@@ -67,14 +67,21 @@ def _calibrate(fn, budget: float) -> int:
     return max(1, int(budget / max(once, 1e-6)))
 
 
+#: Seconds to wait before each timed block. A framework's idle threads keep
+#: spinning on the cores for a while after its last call (OpenBLAS's for 2^28
+#: processor cycles by default: one core stayed busy for 0.11 s after a
+#: product here, measured), so without this pause the next framework's first
+#: timed calls would share the cores with them.
+SETTLE_S = 0.2
+
+
 def time_interleaved(candidates: dict, rounds: int, budget: float) -> dict:
     """Median and spread of seconds per call for each named function.
 
     Each round times every candidate once, in an order that rotates from
-    round to round. One untimed call goes before each timed block: the
-    threads of the framework that ran just before (OpenBLAS's and OpenMP's
-    both spin for a while after their work) would otherwise still hold the
-    cores that the first timed calls need.
+    round to round. Before each timed block come a pause (:data:`SETTLE_S`),
+    so that the threads of the framework that ran before have gone to sleep,
+    and one untimed call.
     """
     names = list(candidates)
     reps = {name: _calibrate(candidates[name], budget) for name in names}
@@ -82,6 +89,7 @@ def time_interleaved(candidates: dict, rounds: int, budget: float) -> dict:
     for r in range(rounds):
         order = names[r % len(names):] + names[:r % len(names)]
         for name in order:
+            time.sleep(SETTLE_S)
             candidates[name]()
             samples[name].append(_seconds_per_call(candidates[name], reps[name]))
     return {name: {"median": statistics.median(s), "min": min(s), "max": max(s),
