@@ -30,12 +30,11 @@ a kernel offset or a pooling window is then a slice of the outer H and W
 axes, so every copy in a convolution's columns and in pooling moves runs of
 OW·N numbers rather than rows of a dozen; and a convolution's matrix
 products yield this layout directly, so nothing is transposed between
-layers. Training steps ran
-1.2x (batch 64) and 1.3x (batch 256) faster for LeNet-5, 1.3x and 1.5x for
-the default model, than the same code on NCHW arrays (2 threads, float32,
-measured). The layers of :mod:`tinyconv.layers` take and give PyTorch's
-batch-first NCHW and convert once, at the edges of a model; the losses take
-a model's batch-first output.
+layers. Training steps ran 1.2x (batch 64) and 1.3x (batch 256) faster for
+LeNet-5, 1.3x and 1.5x for the default model, than the same code on NCHW
+arrays (2 threads, float32, measured). The layers of :mod:`tinyconv.layers`
+take and give PyTorch's batch-first NCHW and convert once, at the edges of
+a model; the losses take a model's batch-first output.
 
 A function computes in the floating dtype of its input; parameters are cast
 to it, never the other way round, so float32 stays float32 and float64
@@ -270,8 +269,8 @@ def _window(i: int, j: int, out_hw: tuple[int, int], stride: tuple[int, int]):
 # of that row's pixels (K, OW·N). The fields are built in two steps:
 #
 # 1. "Width columns" (HP, C, KW, OW, N): for every padded input row, KW
-#    copies of it, copy j shifted by kernel column j. This is KW copies of
-#    the input, where the textbook im2col makes KH·KW.
+#    copies of it, copy j read from column j on, SW columns apart. This is
+#    KW copies of the input, where the textbook im2col makes KH·KW.
 # 2. The fields of output row r are the KH consecutive rows r·SH ..
 #    r·SH+KH-1 of the width columns: KH·C·KW rows of OW·N numbers, evenly
 #    spaced in memory, so a strided view with no copy (:func:`_row_windows`).
@@ -360,7 +359,8 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0):
             raise ValueError(f"conv2d bias must have shape ({f},), got {bias.shape}")
     stride = pair(stride, "stride", 1)
     padding = pair(padding, "padding", 0)
-    (oh, ow), n = _window_geometry(x, (kh, kw), stride, padding, "conv2d"), x.shape[3]
+    oh, ow = _window_geometry(x, (kh, kw), stride, padding, "conv2d")
+    n = x.shape[3]
 
     weight = weight.astype(x.dtype, copy=False)
     cols = _width_columns(_pad(x, padding), kw, stride[1], ow)     # (HP, C, KW, OW, N)
