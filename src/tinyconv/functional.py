@@ -247,6 +247,11 @@ def _channel_blocks(x: np.ndarray) -> list[slice]:
     return [slice(start, start + step) for start in range(0, x.shape[0], step)]
 
 
+def _every(start: int, step: int, count: int) -> slice:
+    """The slice start, start + step, ..., count indices in all."""
+    return slice(start, start + step * (count - 1) + 1, step)
+
+
 def _window(i: int, j: int, out_hw: tuple[int, int], stride: tuple[int, int]):
     """Index of the input pixels that kernel offset (i, j) touches.
 
@@ -256,7 +261,7 @@ def _window(i: int, j: int, out_hw: tuple[int, int], stride: tuple[int, int]):
     channel axis and the trailing batch axis whole: (C, OH, OW, N).
     """
     (oh, ow), (sh, sw) = out_hw, stride
-    return (slice(None), slice(i, i + sh * (oh - 1) + 1, sh), slice(j, j + sw * (ow - 1) + 1, sw))
+    return slice(None), _every(i, sh, oh), _every(j, sw, ow)
 
 
 # ----------------------------------------------------------------------------
@@ -294,7 +299,7 @@ def _width_columns(xp: np.ndarray, kw: int, sw: int, ow: int) -> np.ndarray:
     c, hp, _, n = xp.shape
     cols = np.empty((hp, c, kw, ow, n), dtype=xp.dtype)
     for j in range(kw):
-        cols[:, :, j] = xp[:, :, j:j + sw * (ow - 1) + 1:sw].transpose(1, 0, 2, 3)
+        cols[:, :, j] = xp[:, :, _every(j, sw, ow)].transpose(1, 0, 2, 3)
     return cols
 
 
@@ -308,7 +313,7 @@ def _width_col2im(dcols: np.ndarray, padded_width: int, sw: int) -> np.ndarray:
     h, c, kw, ow, n = dcols.shape
     dx = np.zeros((c, h, padded_width, n), dtype=dcols.dtype)
     for j in range(kw):
-        dx[:, :, j:j + sw * (ow - 1) + 1:sw] += dcols[:, :, j].transpose(1, 0, 2, 3)
+        dx[:, :, _every(j, sw, ow)] += dcols[:, :, j].transpose(1, 0, 2, 3)
     return dx
 
 
@@ -420,7 +425,7 @@ def conv2d_backward(grad_out, cache, input_grad=True):
     # δ's row r goes to row KH-1 + r·SH: SH-1 zero rows between (the stride
     # expansion) and KH-1 above (the full convolution's border).
     spread = np.zeros((hp + kh - 1, f, ow * n), dtype=cols.dtype)
-    spread[kh - 1:kh - 1 + sh * (oh - 1) + 1:sh] = g_rows
+    spread[_every(kh - 1, sh, oh)] = g_rows
     # Row t of padded input row y's window is δ of the output row that met y
     # through kernel row KH-1-t: the filters rotated, as (C·KW, KH·F).
     flipped = weight[:, :, ::-1].transpose(1, 3, 2, 0).reshape(c * kw, kh * f)
