@@ -376,7 +376,8 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0):
     np.matmul(filters, fields, out=out.transpose(1, 0, 2))   # row r: (F, K)·(K, OW·N)
     if bias is not None:
         out += bias.astype(x.dtype, copy=False)[:, None, None]
-    cache = (x.shape, cols, weight, stride, padding, (oh, ow), bias is not None)
+    # The fields view keeps the width columns alive for the backward.
+    cache = (x.shape, fields, weight, stride, padding, (oh, ow), bias is not None)
     return out.reshape(f, oh, ow, n), cache
 
 
@@ -406,14 +407,13 @@ def conv2d_backward(grad_out, cache, input_grad=True):
           sharing): for each output row, its fields times its δ, summed.
         - grad_bias (F,): the sum of each feature map's δ, or None.
     """
-    x_shape, cols, weight, stride, padding, (oh, ow), has_bias = cache
+    x_shape, fields, weight, stride, padding, (oh, ow), has_bias = cache
     c, h, w, n = x_shape
     f, _, kh, kw = weight.shape
-    (sh, sw), (ph, pw), hp = stride, padding, cols.shape[0]
-    grad_out = check_grad(grad_out, (f, oh, ow, n), cols.dtype, "conv2d")
+    (sh, sw), (ph, pw) = stride, padding
+    grad_out = check_grad(grad_out, (f, oh, ow, n), fields.dtype, "conv2d")
     g_rows = grad_out.reshape(f, oh, ow * n).transpose(1, 0, 2)     # (OH, F, OW·N), a view
 
-    fields = _row_windows(cols.reshape(hp, c * kw, ow * n), kh, sh, oh)
     grad_filters = np.matmul(fields, g_rows.transpose(0, 2, 1)).sum(axis=0)   # (K, F)
     grad_weight = np.ascontiguousarray(grad_filters.T.reshape(f, kh, c, kw).transpose(0, 2, 1, 3))
     # Σ over positions as a matrix-vector product: BLAS beats a strided sum.
@@ -424,7 +424,7 @@ def conv2d_backward(grad_out, cache, input_grad=True):
 
     # δ's row r goes to row KH-1 + r·SH: SH-1 zero rows between (the stride
     # expansion) and KH-1 above (the full convolution's border).
-    spread = np.zeros((hp + kh - 1, f, ow * n), dtype=cols.dtype)
+    spread = np.zeros((h + 2 * ph + kh - 1, f, ow * n), dtype=fields.dtype)
     spread[_every(kh - 1, sh, oh)] = g_rows
     # Row t of padded input row y's window is δ of the output row that met y
     # through kernel row KH-1-t: the filters rotated, as (C·KW, KH·F).
