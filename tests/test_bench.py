@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from tinyconv import bench
-from tinyconv.spec import PRESETS, build
+from tinyconv.app import bench
+from tinyconv.models.spec import PRESETS, build
 
 
 @pytest.fixture

@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tinyconv.datasets import (KNOWN, DataNotFound, Dataset, find_dataset_dir, load_dataset,
+from tinyconv.data.datasets import (KNOWN, DataNotFound, Dataset, find_dataset_dir, load_dataset,
                                search_dirs)
-from tinyconv.idx import write_idx
+from tinyconv.data.idx import write_idx
 
 SIZES = {"train": 12, "test": 5}
 

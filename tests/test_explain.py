@@ -2,7 +2,7 @@
 
 The printed numbers are parsed back and compared with the tutorial's worked
 examples (FORMULAS.md), with values worked out by hand from its formulas, and
-for random inputs with the fast :mod:`tinyconv.functional` ops and the
+for random inputs with the fast :mod:`tinyconv.nn.functional` ops and the
 reference loops.
 """
 
@@ -13,7 +13,7 @@ import sys
 import numpy as np
 import pytest
 
-from tinyconv import explain
+from tinyconv.tutorial import explain
 from tinyconv import functional as F
 from tinyconv import reference as R
 

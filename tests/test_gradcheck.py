@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import tinyconv
-from tinyconv.spec import build
+from tinyconv.models.spec import build
 
 LIMIT = 1e-6
 

@@ -8,7 +8,7 @@ import struct
 import numpy as np
 import pytest
 
-from tinyconv.idx import IdxError, read_idx, write_idx
+from tinyconv.data.idx import IdxError, read_idx, write_idx
 
 
 def idx_bytes(type_code: int, dims: tuple[int, ...], payload: bytes) -> bytes:

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tinyconv.images import prepare_image, require_pillow
-from tinyconv.idx import read_idx
+from tinyconv.data.images import prepare_image, require_pillow
+from tinyconv.data.idx import read_idx
 
 
 def save(tmp_path: Path, pixels: np.ndarray, name: str = "picture.png") -> Path:

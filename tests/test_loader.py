@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tinyconv.datasets import Dataset
-from tinyconv.loader import Augment, Normalization, batches, train_val_split
+from tinyconv.data.datasets import Dataset
+from tinyconv.data.loader import Augment, Normalization, batches, train_val_split
 
 
 def toy_dataset(n: int = 23, channels: int = 1) -> Dataset:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tinyconv.layers import Parameter
-from tinyconv.optim import SGD, Adam, CosineLR, StepLR
+from tinyconv.nn.layers import Parameter
+from tinyconv.training.optim import SGD, Adam, CosineLR, StepLR
 
 SHAPES = [(3, 2, 3, 3), (3,), (4, 5)]
 STEPS = 6

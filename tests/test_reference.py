@@ -1,7 +1,7 @@
 """The fast path equals the tutorial's literal loops.
 
-:mod:`tinyconv.functional` works on whole batches with vectorised NumPy,
-batch last (C, H, W, N); :mod:`tinyconv.reference` writes each formula out
+:mod:`tinyconv.nn.functional` works on whole batches with vectorised NumPy,
+batch last (C, H, W, N); :mod:`tinyconv.tutorial.reference` writes each formula out
 for one sample (C, H, W). The arrays here are drawn batch first, so that
 ``x[n]`` is sample n, and converted for the fast path. Both
 run on random configurations drawn by hypothesis (strides, paddings, square

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 
 from tinyconv.fileio import atomic_save_npz, atomic_write_bytes, atomic_write_text
-from tinyconv.loader import Normalization
-from tinyconv.serialize import (FORMAT_VERSION, LoadedModel, ModelFileError, _checksum,
+from tinyconv.data.loader import Normalization
+from tinyconv.models.serialize import (FORMAT_VERSION, LoadedModel, ModelFileError, _checksum,
                                 load_model, save_model)
-from tinyconv.spec import build
-from tinyconv.train import predict_proba
+from tinyconv.models.spec import build
+from tinyconv.training.train import predict_proba
 
 SPEC = ("INPUT(1,12,12) -> CONV(3,3) -> BN -> MAXPOOL(2) -> FC(8) -> DROPOUT(0.25) -> FC(4)")
 CLASSES = ["cat", "dog", "bird", "fish"]

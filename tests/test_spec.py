@@ -7,7 +7,7 @@ import pytest
 
 from tinyconv import (AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, Dropout, Flatten, Linear,
                       MaxPool2d, ReLU, Sigmoid, Tanh)
-from tinyconv.spec import (PRESETS, Element, Repeat, SpecError, build, format_spec,
+from tinyconv.models.spec import (PRESETS, Element, Repeat, SpecError, build, format_spec,
                            input_shape, parse, resolve)
 
 ISSUE_EXAMPLE = ("INPUT(1,28,28) -> [[CONV(32,3,pad=1)]*2 -> MAXPOOL(2)]*2 -> "

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from tinyconv import Conv2d, Linear, ReLU, Sequential
-from tinyconv.spec import build, input_shape, resolve
-from tinyconv.summary import summary, summary_rows, summary_totals
+from tinyconv.models.spec import build, input_shape, resolve
+from tinyconv.nn.summary import summary, summary_rows, summary_totals
 
 # LeNet-5 by hand, per image: conv 6@5x5 pad 2 on 1x28x28, pool 2, conv 16@5x5,
 # pool 2, FC 400->120->84->10. MACs of a conv: F·OH·OW·C·KH·KW.

@@ -12,16 +12,16 @@ import warnings
 import numpy as np
 import pytest
 
-import tinyconv.train as train_module
-from tinyconv.datasets import DataNotFound, load_dataset
-from tinyconv.functional import softmax
-from tinyconv.loader import Augment, Normalization
-from tinyconv.losses import CrossEntropyLoss
-from tinyconv.optim import SGD, Adam, CosineLR
-from tinyconv.progress import ProgressBar
-from tinyconv.serialize import read_npz
-from tinyconv.spec import build
-from tinyconv.train import (CHECKPOINT, HISTORY_FIELDS, CheckpointError, Evaluation, History,
+import tinyconv.training.train as train_module
+from tinyconv.data.datasets import DataNotFound, load_dataset
+from tinyconv.nn.functional import softmax
+from tinyconv.data.loader import Augment, Normalization
+from tinyconv.nn.losses import CrossEntropyLoss
+from tinyconv.training.optim import SGD, Adam, CosineLR
+from tinyconv.training.progress import ProgressBar
+from tinyconv.models.serialize import read_npz
+from tinyconv.models.spec import build
+from tinyconv.training.train import (CHECKPOINT, HISTORY_FIELDS, CheckpointError, Evaluation, History,
                             TrainingDiverged, evaluate, fit, predict_proba)
 
 # Small enough to train in well under a second, with every stateful part:

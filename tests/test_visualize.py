@@ -4,7 +4,7 @@ The fixture is a real run directory: the ``tutorial`` preset trained for one
 epoch on 600 Fashion-MNIST images (a few seconds), saved as ``tinyconv
 train`` saves it. Panel contents are checked against independent numbers:
 the weights as stored, feature maps from the tutorial's loops
-(:mod:`tinyconv.reference`), and the dataset's own pixels.
+(:mod:`tinyconv.tutorial.reference`), and the dataset's own pixels.
 """
 
 from __future__ import annotations
@@ -18,14 +18,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tinyconv import optim, reference
-from tinyconv.datasets import load_dataset
-from tinyconv.layers import Conv2d
-from tinyconv.loader import Normalization
-from tinyconv.serialize import load_model, save_model
-from tinyconv.spec import build, resolve
-from tinyconv.train import History, evaluate, fit, predict_proba
-from tinyconv.visualize import (Picture, confusion_picture, curves_picture, feature_pictures,
+from tinyconv import reference
+from tinyconv.training import optim
+from tinyconv.data.datasets import load_dataset
+from tinyconv.nn.layers import Conv2d
+from tinyconv.data.loader import Normalization
+from tinyconv.models.serialize import load_model, save_model
+from tinyconv.models.spec import build, resolve
+from tinyconv.training.train import History, evaluate, fit, predict_proba
+from tinyconv.app.visualize import (Picture, confusion_picture, curves_picture, feature_pictures,
                                 filter_pictures, mistakes_picture, model_mistakes)
 
 TEST_IMAGES = 200

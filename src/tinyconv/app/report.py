@@ -2,9 +2,9 @@
 
 ``tinyconv report RUN_DIR`` writes ``RUN_DIR/report.html`` with the final
 figures (test accuracy and loss, epochs, training time), the layer table of
-:func:`tinyconv.summary.summary_rows`, the learning curves, the confusion
+:func:`tinyconv.nn.summary.summary_rows`, the learning curves, the confusion
 matrix, the filters, the feature maps of one test image and a few mistakes,
-all drawn by :mod:`tinyconv.visualize`.
+all drawn by :mod:`tinyconv.app.visualize`.
 
 Everything the page needs is inside it: the pictures are PNGs embedded as
 base64 ``data:`` URIs and the style sheet is inline; it has no script and
@@ -12,7 +12,7 @@ loads nothing from the network, so it opens from disk in any browser and
 can be mailed as one file.
 
 A run directory is what ``tinyconv train --out DIR`` writes: ``model.npz``
-(:mod:`tinyconv.serialize`) and ``history.json`` (:class:`tinyconv.train.History`).
+(:mod:`tinyconv.models.serialize`) and ``history.json`` (:class:`tinyconv.training.train.History`).
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ import html
 from dataclasses import dataclass
 from pathlib import Path
 
-from .serialize import LoadedModel, load_model
-from .spec import input_shape
-from .summary import summary_rows, summary_totals
-from .train import Evaluation, History, evaluate
+from ..models.serialize import LoadedModel, load_model
+from ..models.spec import input_shape
+from ..nn.summary import summary_rows, summary_totals
+from ..training.train import Evaluation, History, evaluate
 from .visualize import (Picture, confusion_picture, curves_picture, feature_pictures,
                         filter_pictures, model_mistakes)
 
@@ -63,7 +63,7 @@ def load_run(run_dir) -> Run:
     """Read ``model.npz`` and ``history.json`` from the run directory ``run_dir``.
 
     Raises ValueError saying what is missing when ``run_dir`` is not a run
-    directory, and :class:`~tinyconv.serialize.ModelFileError` when its
+    directory, and :class:`~tinyconv.models.serialize.ModelFileError` when its
     model file is not a usable model.
     """
     path = Path(run_dir)
@@ -117,7 +117,7 @@ def _settings(run: Run) -> str:
 
 
 def _summary_table(run: Run) -> str:
-    """The layer table of :func:`tinyconv.summary.summary_rows` in HTML."""
+    """The layer table of :func:`tinyconv.nn.summary.summary_rows` in HTML."""
     shape = input_shape(run.loaded.spec)
     rows = summary_rows(run.loaded.model, shape)
     totals = summary_totals(run.loaded.model, shape)

@@ -36,11 +36,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .fileio import atomic_write_bytes
-from .images import prepare_image
-from .layers import AvgPool2d, Conv2d, MaxPool2d, Module, ReLU, Sigmoid, Tanh
-from .spec import input_shape
-from .train import evaluate, predict_proba
+from ..fileio import atomic_write_bytes
+from ..data.images import prepare_image
+from ..nn.layers import AvgPool2d, Conv2d, MaxPool2d, Module, ReLU, Sigmoid, Tanh
+from ..models.spec import input_shape
+from ..training.train import evaluate, predict_proba
 
 __all__ = ["PICTURES", "MODEL_PICTURES", "Picture", "model_pictures", "filter_pictures",
            "feature_maps", "feature_pictures", "confusion_picture", "mistakes_picture",
@@ -431,7 +431,7 @@ def model_mistakes(model: Module, normalization, data, predicted, classes,
 def curves_picture(history) -> Picture:
     """Loss and accuracy per epoch, training and (when there is one) validation.
 
-    ``history`` is a list of rows as :class:`tinyconv.train.History` holds
+    ``history`` is a list of rows as :class:`tinyconv.training.train.History` holds
     them (``epoch``, ``train_loss``, ``train_acc``, ``val_loss``, ``val_acc``).
     Two panels: loss on the left, accuracy on the right.
     """
@@ -471,7 +471,7 @@ def curves_picture(history) -> Picture:
 def model_pictures(loaded, what, *, test=None, image_file=None, index: int = 0,
                    mistakes: int = 24) -> list[Picture]:
     """The pictures named in ``what`` (from :data:`MODEL_PICTURES`) of ``loaded``,
-    a :class:`~tinyconv.serialize.LoadedModel`.
+    a :class:`~tinyconv.models.serialize.LoadedModel`.
 
     "features" shows the picture file ``image_file`` (prepared like
     ``tinyconv predict`` prepares it) or else test image ``index``;

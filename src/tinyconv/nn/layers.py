@@ -1,4 +1,4 @@
-"""Layers: thin objects that hold parameters and call :mod:`tinyconv.functional`.
+"""Layers: thin objects that hold parameters and call :mod:`tinyconv.nn.functional`.
 
 A layer's ``forward(x)`` (also ``layer(x)``) keeps what its backward needs;
 ``backward(grad_output)`` returns the gradient with respect to the layer's
@@ -12,7 +12,7 @@ conv weights are (out_channels, in_channels, KH, KW); linear weights are
 (out_features, in_features).
 
 Inside, the arithmetic runs batch last, (C, H, W, N) and (features, N), the
-layout of :mod:`tinyconv.functional` (its docstring says why).
+layout of :mod:`tinyconv.nn.functional` (its docstring says why).
 ``forward`` and ``backward`` convert on the way in and out, and each layer
 does its work in ``forward_batch_last`` and ``backward_batch_last``. A
 :class:`Sequential` model converts once at its edges and passes batch-last
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..checks import as_float_array, check_grad, check_int, check_ndim, check_pool_padding, pair
 from . import functional as F
 from .init import as_generator, init_weight
 
@@ -102,7 +103,7 @@ class Module:
         if type(self).forward_batch_last is Module.forward_batch_last:
             raise NotImplementedError(f"{type(self).__name__} implements neither forward "
                                       f"nor forward_batch_last")
-        x = F.as_float_array(x, f"{type(self).__name__} input")
+        x = as_float_array(x, f"{type(self).__name__} input")
         self.check_input(x.shape)
         out = F.batch_first(self.forward_batch_last(F.batch_last(x)))
         self._output = (out.shape, out.dtype)
@@ -121,7 +122,7 @@ class Module:
             raise NotImplementedError(f"{type(self).__name__} implements neither backward "
                                       f"nor backward_batch_last")
         shape, dtype = self._saved(self._output)
-        grad_output = F.check_grad(grad_output, shape, dtype, type(self).__name__)
+        grad_output = check_grad(grad_output, shape, dtype, type(self).__name__)
         grad_input = self.backward_batch_last(F.batch_last(grad_output), input_grad)
         return None if grad_input is None else F.batch_first(grad_input)
 
@@ -222,7 +223,7 @@ class Module:
                              f"unexpected {unexpected}")
         # Every array is read and checked before the first is copied, so that
         # a bad entry cannot leave the model half loaded.
-        arrays = {name: F.as_float_array(state[name], f"state {name!r}") for name in own}
+        arrays = {name: as_float_array(state[name], f"state {name!r}") for name in own}
         for name, array in own.items():
             if arrays[name].shape != array.shape:
                 raise ValueError(f"state {name!r} has shape {arrays[name].shape}, "
@@ -285,7 +286,7 @@ class Conv2d(Module):
         stride: int or (SH, SW). padding: int or (PH, PW), rings of zeros.
         bias: whether each filter has a bias w_b.
         init: ``"he"`` (for ReLU, the default) or ``"xavier"`` (for sigmoid
-            and tanh), see :mod:`tinyconv.init`.
+            and tanh), see :mod:`tinyconv.nn.init`.
         rng: a seed or ``numpy.random.Generator`` for the initial weights;
             None draws fresh entropy (there is no global random state).
         dtype: the parameters' dtype, float32 by default.
@@ -302,11 +303,11 @@ class Conv2d(Module):
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
                  bias=True, *, init="he", rng=None, dtype=np.float32):
-        self.in_channels = F.check_int(in_channels, "in_channels")
-        self.out_channels = F.check_int(out_channels, "out_channels")
-        self.kernel_size = F.pair(kernel_size, "kernel_size", 1)
-        self.stride = F.pair(stride, "stride", 1)
-        self.padding = F.pair(padding, "padding", 0)
+        self.in_channels = check_int(in_channels, "in_channels")
+        self.out_channels = check_int(out_channels, "out_channels")
+        self.kernel_size = pair(kernel_size, "kernel_size", 1)
+        self.stride = pair(stride, "stride", 1)
+        self.padding = pair(padding, "padding", 0)
         shape = (self.out_channels, self.in_channels) + self.kernel_size
         self.weight = Parameter(init_weight(shape, init, rng, dtype))
         self.bias = Parameter(np.zeros(self.out_channels, dtype)) if bias else None
@@ -344,10 +345,10 @@ class _Pool2d(Module):
     input_layout = "(N, C, H, W)"
 
     def __init__(self, kernel_size, stride=None, padding=0):
-        self.kernel_size = F.pair(kernel_size, "kernel_size", 1)
-        self.stride = self.kernel_size if stride is None else F.pair(stride, "stride", 1)
-        self.padding = F.pair(padding, "padding", 0)
-        F.check_pool_padding(self.kernel_size, self.padding, type(self).__name__)
+        self.kernel_size = pair(kernel_size, "kernel_size", 1)
+        self.stride = self.kernel_size if stride is None else pair(stride, "stride", 1)
+        self.padding = pair(padding, "padding", 0)
+        check_pool_padding(self.kernel_size, self.padding, type(self).__name__)
         self._cache = None
 
     def forward_batch_last(self, x):
@@ -408,8 +409,8 @@ class Linear(Module):
 
     def __init__(self, in_features, out_features, bias=True, *, init="he", rng=None,
                  dtype=np.float32):
-        self.in_features = F.check_int(in_features, "in_features")
-        self.out_features = F.check_int(out_features, "out_features")
+        self.in_features = check_int(in_features, "in_features")
+        self.out_features = check_int(out_features, "out_features")
         self.weight = Parameter(init_weight((self.out_features, self.in_features),
                                             init, rng, dtype))
         self.bias = Parameter(np.zeros(self.out_features, dtype)) if bias else None
@@ -451,7 +452,7 @@ class Flatten(Module):
                              f"got shape {shape}")
 
     def forward_batch_last(self, x):
-        x = F.as_float_array(x, "flatten input")
+        x = as_float_array(x, "flatten input")
         self._cache = (x.shape, x.dtype)
         return x.reshape(-1, x.shape[-1])
 
@@ -460,7 +461,7 @@ class Flatten(Module):
         if not input_grad:
             return None
         flat = (int(np.prod(shape[:-1])), shape[-1])
-        return F.check_grad(grad_output, flat, dtype, "flatten").reshape(shape)
+        return check_grad(grad_output, flat, dtype, "flatten").reshape(shape)
 
 
 class _Activation(Module):
@@ -508,13 +509,13 @@ class Identity(Module):
         self._cache = None
 
     def forward_batch_last(self, x):
-        x = F.as_float_array(x, "identity input")
+        x = as_float_array(x, "identity input")
         self._cache = (x.shape, x.dtype)
         return x
 
     def backward_batch_last(self, grad_output, input_grad=True):
         shape, dtype = self._saved(self._cache)
-        return F.check_grad(grad_output, shape, dtype, "identity") if input_grad else None
+        return check_grad(grad_output, shape, dtype, "identity") if input_grad else None
 
 
 class Sequential(Module):
@@ -610,7 +611,7 @@ class BatchNorm2d(Module):
     input_layout = "(N, C, H, W)"
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, *, dtype=np.float32):
-        self.num_features = F.check_int(num_features, "num_features")
+        self.num_features = check_int(num_features, "num_features")
         if not eps > 0:
             raise ValueError(f"eps must be positive, got {eps!r}")
         if not 0 <= momentum <= 1:
@@ -631,7 +632,7 @@ class BatchNorm2d(Module):
         return x
 
     def forward_batch_last(self, x):
-        maps = self._as_maps(F.as_float_array(x, f"{type(self).__name__} input"))
+        maps = self._as_maps(as_float_array(x, f"{type(self).__name__} input"))
         if self.training:
             out, cache = F.batch_norm2d_forward(maps, self.weight.data, self.bias.data,
                                                 eps=self.eps)
@@ -650,7 +651,7 @@ class BatchNorm2d(Module):
 
     def backward_batch_last(self, grad_output, input_grad=True):
         cache, shape = self._saved(self._cache)
-        grad_output = F.check_grad(grad_output, shape, cache.centred.dtype, type(self).__name__)
+        grad_output = check_grad(grad_output, shape, cache.centred.dtype, type(self).__name__)
         grad_x, grad_weight, grad_bias = F.batch_norm2d_backward(
             grad_output.reshape(cache.centred.shape), cache)
         self._accumulate(grad_weight, grad_bias)
@@ -675,7 +676,7 @@ class BatchNorm1d(BatchNorm2d):
     input_layout = "(N, C)"
 
     def _as_maps(self, x):
-        F.check_ndim(x, 2, F.VECTORS, "BatchNorm1d input")
+        check_ndim(x, 2, F.VECTORS, "BatchNorm1d input")
         return x[:, None, None, :]
 
 
@@ -705,7 +706,7 @@ class Dropout(Module):
         self._cache = None
 
     def forward_batch_last(self, x):
-        x = F.as_float_array(x, "dropout input")
+        x = as_float_array(x, "dropout input")
         if not self.training or self.p == 0:
             self._cache = (x.shape, x.dtype, None)
             return x
@@ -718,7 +719,7 @@ class Dropout(Module):
         if not input_grad:
             return None
         if mask is None:
-            return F.check_grad(grad_output, shape, dtype, "dropout")
+            return check_grad(grad_output, shape, dtype, "dropout")
         return F.dropout_backward(grad_output, mask)
 
     def extra_repr(self):

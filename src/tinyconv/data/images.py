@@ -18,7 +18,7 @@ picture to the dataset's look, in this order:
    border's mean colour after step 3), so the padding looks like the border.
 
 The same function prepares a folder of the user's own images for training
-(:func:`tinyconv.datasets.load_dataset`) and each picture given to
+(:func:`tinyconv.data.datasets.load_dataset`) and each picture given to
 ``tinyconv predict``, so a model sees its inputs the way it was trained.
 
 Pillow is an optional dependency (``pip install "tinyconv[images]"``); it is
@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .functional import pair
+from ..checks import pair
 
 __all__ = ["prepare_image", "require_pillow", "IMAGE_SUFFIXES"]
 

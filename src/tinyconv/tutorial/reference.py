@@ -6,10 +6,10 @@ loops over positions, kernel offsets, channels and filters, so that it reads
 line by line next to the text. It is slow on purpose. It has two jobs:
 
 - a learner reads it beside the tutorial, each docstring citing its equation;
-- the test suite checks the fast, vectorised :mod:`tinyconv.functional`
+- the test suite checks the fast, vectorised :mod:`tinyconv.nn.functional`
   against it, forward and every gradient, on many random configurations.
 
-Unlike :mod:`tinyconv.functional`, these functions take ONE sample, without
+Unlike :mod:`tinyconv.nn.functional`, these functions take ONE sample, without
 the batch axis, and always compute and return float64.
 
 Shape letters used in this module:
@@ -34,8 +34,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .functional import (as_float_array, check_kernel_fits, check_ndim, check_pool_padding,
-                         conv_output_size, pair)
+from ..checks import (as_float_array, check_kernel_fits, check_ndim, check_pool_padding,
+                      conv_output_size, pair)
 
 __all__ = [
     "output_size",
@@ -87,7 +87,7 @@ def output_size(w1: int, f: int, p: int, s: int) -> int:
     ``output_size(5, 3, 0, 2) == 2``.
 
     tinyconv keeps this formula in one place,
-    :func:`tinyconv.functional.conv_output_size`; this is that function with
+    :func:`tinyconv.nn.functional.conv_output_size`; this is that function with
     the tutorial's argument order (W1, F, P, S).
     """
     return conv_output_size(w1, f, s, p)

@@ -23,8 +23,8 @@ import math
 
 import numpy as np
 
-from .functional import check_int
-from .layers import Parameter
+from ..checks import check_int
+from ..nn.layers import Parameter
 
 __all__ = ["Optimizer", "SGD", "Adam", "StepLR", "CosineLR"]
 

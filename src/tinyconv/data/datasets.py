@@ -23,7 +23,7 @@ A directory given instead of a name is an image folder: one subfolder per
 class holding PNG or JPEG files, classes sorted by name. If it has ``train/``
 and ``test/`` subfolders, these are the two splits (the class names come from
 ``train/``); otherwise the whole folder is the training split. Each picture
-is prepared by :func:`tinyconv.images.prepare_image`: grayscale 28x28 by
+is prepared by :func:`tinyconv.data.images.prepare_image`: grayscale 28x28 by
 default, aspect ratio kept, inverted when its background is light.
 """
 
@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .fileio import atomic_write_bytes
+from ..fileio import atomic_write_bytes
 from .idx import read_idx
 from .images import IMAGE_SUFFIXES, prepare_image
 
@@ -334,7 +334,7 @@ def load_image_folder(root, split: str = "train", *, size=(28, 28), channels: in
     """An image folder as a Dataset (layout in the module docstring).
 
     Images are uint8 (N, channels, H, W) with (H, W) = ``size``, prepared by
-    :func:`tinyconv.images.prepare_image`; labels follow the sorted class names.
+    :func:`tinyconv.data.images.prepare_image`; labels follow the sorted class names.
     """
     root = Path(root)
     if split not in SPLITS:

@@ -33,14 +33,14 @@ import time
 
 import numpy as np
 
-from . import functional as F
-from . import reference
-from .layers import (AvgPool2d, BatchNorm2d, Conv2d, Dropout, Flatten, Identity, Linear,
+from ..nn import functional as F
+from ..tutorial import reference
+from ..nn.layers import (AvgPool2d, BatchNorm2d, Conv2d, Dropout, Flatten, Identity, Linear,
                      MaxPool2d, ReLU, Sequential, Sigmoid, Tanh)
-from .fileio import atomic_write_text
-from .losses import CrossEntropyLoss
-from .optim import SGD
-from .spec import PRESETS, build
+from ..fileio import atomic_write_text
+from ..nn.losses import CrossEntropyLoss
+from ..training.optim import SGD
+from ..models.spec import PRESETS, build
 
 
 def torch_available() -> bool:
@@ -256,10 +256,10 @@ def peak_rss_kib() -> int:
 
 _PEAK_SCRIPT = """
 import sys, numpy as np
-from tinyconv.bench import peak_rss_kib
-from tinyconv.spec import build, PRESETS
-from tinyconv.losses import CrossEntropyLoss
-from tinyconv.optim import SGD
+from tinyconv.app.bench import peak_rss_kib
+from tinyconv.models.spec import build, PRESETS
+from tinyconv.nn.losses import CrossEntropyLoss
+from tinyconv.training.optim import SGD
 model = build(PRESETS[sys.argv[1]], rng=0)
 batch = int(sys.argv[2])
 rng = np.random.default_rng(0)
@@ -284,8 +284,8 @@ def peak_training_memory(preset: str, batch: int) -> float:
 # resident set on stderr's last line.
 _MEASURED_CLI = """
 import sys
-from tinyconv.bench import peak_rss_kib
-from tinyconv.cli import main
+from tinyconv.app.bench import peak_rss_kib
+from tinyconv.app.cli import main
 status = main(sys.argv[1:])
 print(peak_rss_kib(), file=sys.stderr)
 sys.exit(status)

@@ -50,7 +50,7 @@ times (28 -> 14 -> 7 -> 3 -> 1) and skips the last two pools on the 1x1 map. Wit
 ``?`` a layer that does not fit is an error.
 
 Weights are initialised by the rule that suits the activation after them
-(:mod:`tinyconv.init`): He for ReLU, Xavier for sigmoid, tanh and none.
+(:mod:`tinyconv.nn.init`): He for ReLU, Xavier for sigmoid, tanh and none.
 """
 
 from __future__ import annotations
@@ -60,9 +60,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .functional import conv_output_size
-from .init import as_generator
-from .layers import (AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, Dropout, Flatten, Linear,
+from ..checks import conv_output_size
+from ..nn.init import as_generator
+from ..nn.layers import (AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, Dropout, Flatten, Linear,
                      MaxPool2d, ReLU, Sequential, Sigmoid, Tanh)
 
 __all__ = ["SpecError", "Element", "Repeat", "Spec", "parse", "format_spec", "build",
@@ -452,7 +452,7 @@ def input_shape(spec) -> tuple[int, int, int]:
 
 
 def build(spec, *, rng=None, dtype=np.float32) -> Sequential:
-    """Build the :class:`~tinyconv.layers.Sequential` model a spec describes.
+    """Build the :class:`~tinyconv.nn.layers.Sequential` model a spec describes.
 
     Each layer's input size (``in_channels``, ``in_features``) follows from
     the shapes flowing from INPUT (eq. 4.2/4.3 for convolution and pooling);

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .functional import check_int
-from .init import as_generator
+from ..checks import check_int
+from ..nn.init import as_generator
 
 __all__ = ["train_val_split", "Normalization", "Augment", "batches"]
 
@@ -182,7 +182,7 @@ def batches(data, batch_size: int, *, shuffle: bool, rng=None, normalization=Non
             augment: Augment | None = None):
     """Yield ``(x, y)`` batches covering every sample of ``data`` exactly once.
 
-    ``data`` is a :class:`tinyconv.datasets.Dataset` or an ``(images, labels)``
+    ``data`` is a :class:`tinyconv.data.datasets.Dataset` or an ``(images, labels)``
     pair with images uint8 (N, C, H, W). ``x`` is float32 (B, C, H, W),
     augmented by ``augment`` (if given) and then normalised by
     ``normalization`` (``None``: pixels scaled to [0, 1]); ``y`` is int64

@@ -33,9 +33,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .fileio import atomic_save_npz
-from .layers import Module
-from .loader import Normalization
+from ..fileio import atomic_save_npz
+from ..nn.layers import Module
+from ..data.loader import Normalization
 from .spec import build, format_spec, input_shape
 
 __all__ = ["FORMAT_VERSION", "ModelFileError", "LoadedModel", "save_model", "load_model",

@@ -13,7 +13,7 @@ the same for any input a learner gives:
 - :func:`conv_gif`: the forward pass as an animated GIF, like the tutorial's
   Figure 2.
 
-Every number printed is computed by :mod:`tinyconv.reference`, the tutorial's
+Every number printed is computed by :mod:`tinyconv.tutorial.reference`, the tutorial's
 loops that the library is tested against; this module only lays the numbers
 out. Each function returns text (a GIF for :func:`conv_gif`) and takes NumPy
 arrays or nested lists, without a batch axis:
@@ -37,9 +37,9 @@ from pathlib import Path
 import numpy as np
 
 from . import reference as R
-from .fileio import atomic_write_bytes
-from .functional import as_float_array, pair
-from .images import require_pillow
+from ..fileio import atomic_write_bytes
+from ..checks import as_float_array, pair
+from ..data.images import require_pillow
 
 __all__ = ["parse_array", "explain_conv", "explain_conv_backward", "explain_pool",
            "conv_gif", "add_arguments", "run", "ACTIVATIONS"]

@@ -9,7 +9,7 @@ writes a checkpoint.
 
 Reproducibility: everything random in an epoch comes from generators seeded
 by ``(seed, epoch)`` alone: the order of the images and their augmentation
-(one generator, which :func:`tinyconv.loader.batches` draws both from), and
+(one generator, which :func:`tinyconv.data.loader.batches` draws both from), and
 every dropout mask. Nothing carries over from one epoch to the next except the
 weights, the batch-norm statistics and the optimizer's and schedule's state,
 all of which the checkpoint holds. So a run resumed from a checkpoint ends
@@ -38,14 +38,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .fileio import atomic_save_npz, atomic_write_text
-from .functional import cross_entropy_forward, softmax
-from .layers import Module
-from .loader import batches
-from .losses import CrossEntropyLoss
+from ..fileio import atomic_save_npz, atomic_write_text
+from ..nn.functional import cross_entropy_forward, softmax
+from ..nn.layers import Module
+from ..data.loader import batches
+from ..nn.losses import CrossEntropyLoss
 from .progress import ProgressBar
-from .serialize import ModelFileError, read_npz
-from .spec import format_spec
+from ..models.serialize import ModelFileError, read_npz
+from ..models.spec import format_spec
 
 __all__ = ["fit", "evaluate", "predict_proba", "flipped", "History", "Evaluation",
            "TrainingDiverged", "CheckpointError", "CHECKPOINT", "HISTORY_FIELDS"]
@@ -156,7 +156,7 @@ def evaluate(model: Module, data, normalization, batch_size: int = EVAL_BATCH,
     Args:
         model: outputs logits (N, classes).
         data: a Dataset or an (images uint8 (N, C, H, W), labels (N,)) pair.
-        normalization: the training set's :class:`~tinyconv.loader.Normalization`.
+        normalization: the training set's :class:`~tinyconv.data.loader.Normalization`.
         batch_size: images per forward pass (memory, not results, depends on it).
         flip_average: average each image's class probabilities with those
             of its left-right flip (test-time augmentation). A model trained
@@ -310,11 +310,11 @@ def fit(model: Module, train_data, val_data, *, epochs: int, batch_size: int, op
             pairs; ``val_data`` may be None (then no early stopping).
         epochs: the total number of epochs, counting those a resumed run already did.
         batch_size: images per optimizer step.
-        optimizer: a :mod:`tinyconv.optim` optimizer over ``model.parameters()``.
-        scheduler: a schedule (:class:`~tinyconv.optim.CosineLR`...), stepped per epoch.
+        optimizer: a :mod:`tinyconv.training.optim` optimizer over ``model.parameters()``.
+        scheduler: a schedule (:class:`~tinyconv.training.optim.CosineLR`...), stepped per epoch.
         seed: a non-negative int; with the same seed a run repeats bit for bit.
         normalization: scales uint8 batches to float32 (fit on the training images).
-        augment: an optional :class:`~tinyconv.loader.Augment`, drawn from the
+        augment: an optional :class:`~tinyconv.data.loader.Augment`, drawn from the
             epoch's generator.
         out_dir: where the checkpoint and history go; None writes nothing.
         resume: continue from ``out_dir/checkpoint.npz``. Its run must have

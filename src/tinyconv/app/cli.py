@@ -33,16 +33,18 @@ from typing import Callable
 
 import numpy as np
 
-from . import bench, explain, optim
-from .datasets import KNOWN, DataNotFound, load_dataset
-from .fileio import atomic_write_text
-from .images import prepare_image
-from .loader import Augment, Normalization, train_val_split
-from .serialize import load_model, save_model
-from .spec import PRESETS, SpecError, build, input_shape, resolve
-from .summary import summary
+from . import bench
+from ..tutorial import explain
+from ..training import optim
+from ..data.datasets import KNOWN, DataNotFound, load_dataset
+from ..fileio import atomic_write_text
+from ..data.images import prepare_image
+from ..data.loader import Augment, Normalization, train_val_split
+from ..models.serialize import load_model, save_model
+from ..models.spec import PRESETS, SpecError, build, input_shape, resolve
+from ..nn.summary import summary
 from .report import HISTORY_FILE, MODEL_FILE, REPORT_FILE, load_run, report_html
-from .train import CHECKPOINT, History, TrainingDiverged, evaluate, fit, predict_proba
+from ..training.train import CHECKPOINT, History, TrainingDiverged, evaluate, fit, predict_proba
 from .visualize import PICTURES, curves_picture, model_pictures, writable_directory
 
 __all__ = ["Command", "COMMANDS", "build_parser", "main"]

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .fileio import atomic_write_bytes
+from ..fileio import atomic_write_bytes
 
 __all__ = ["IdxError", "read_idx", "write_idx", "IDX_TYPES"]
 

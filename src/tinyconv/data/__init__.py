@@ -1,0 +1,1 @@
+"""Where images come from: IDX files, known datasets, image folders, batches."""

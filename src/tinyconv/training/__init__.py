@@ -1,0 +1,1 @@
+"""Making a model learn: optimizers, the training loop, evaluation, checkpoints."""

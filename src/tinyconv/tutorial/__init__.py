@@ -1,0 +1,1 @@
+"""The tutorial written out: its formulas as literal loops, and the explanations built on them."""
