@@ -5,7 +5,7 @@
 
 import sys
 
-from tinyconv.app.cli import main
+from tinyconv.cli import main
 
 if __name__ == "__main__":
     sys.exit(main(["bench", *sys.argv[1:]]))

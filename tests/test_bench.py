@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from tinyconv.app import bench
-from tinyconv.models.spec import PRESETS, build
+from tinyconv.models.presets import PRESETS
+from tinyconv.models.spec import build
 
 
 @pytest.fixture
@@ -42,7 +43,7 @@ def test_benchmark_reports_every_figure(torch, tmp_path, no_pause):
 
 @pytest.mark.parametrize("preset", ["lenet5", "default", "strong", "tutorial"])
 def test_to_torch_gives_the_same_network(torch, preset):
-    model = build(PRESETS[preset], rng=0).eval()
+    model = build(PRESETS[preset].spec, rng=0).eval()
     x = np.random.default_rng(1).standard_normal((2, 1, 28, 28)).astype(np.float32)
     theirs = bench.to_torch(model).eval()
     with torch.no_grad():

@@ -13,7 +13,10 @@ import sys
 import numpy as np
 import pytest
 
+from tinyconv.cli import explain as explain_cli
 from tinyconv.tutorial import explain
+from tinyconv.tutorial import conv_gif as conv_gif_module
+from tinyconv.tutorial.conv_gif import conv_gif
 from tinyconv import functional as F
 from tinyconv import reference as R
 
@@ -255,11 +258,11 @@ def test_pool_random_values_agree_with_the_fast_ops(size, stride):
 # ------------------------------------------------------------------ arrays in
 
 def test_parse_array_reads_lists_numbers_and_npy_files(tmp_path):
-    np.testing.assert_array_equal(explain.parse_array("[[1, 2], [3, 4.5]]", "x"),
+    np.testing.assert_array_equal(explain_cli.parse_array("[[1, 2], [3, 4.5]]", "x"),
                                   [[1, 2], [3, 4.5]])
-    assert explain.parse_array("-0.5", "x").shape == ()
+    assert explain_cli.parse_array("-0.5", "x").shape == ()
     np.save(tmp_path / "a.npy", np.arange(6).reshape(2, 3))
-    np.testing.assert_array_equal(explain.parse_array(str(tmp_path / "a.npy"), "x"),
+    np.testing.assert_array_equal(explain_cli.parse_array(str(tmp_path / "a.npy"), "x"),
                                   np.arange(6).reshape(2, 3))
 
 
@@ -274,7 +277,7 @@ def test_parse_array_reads_lists_numbers_and_npy_files(tmp_path):
 ])
 def test_parse_array_refuses_bad_text(text, error, words):
     with pytest.raises(error, match=words):
-        explain.parse_array(text, "--input")
+        explain_cli.parse_array(text, "--input")
 
 
 def test_parse_array_refuses_files_that_are_no_npy(tmp_path):
@@ -284,7 +287,7 @@ def test_parse_array_refuses_files_that_are_no_npy(tmp_path):
     for name, words in [("text.npy", "not a .npy file"), ("archive.npz", "archive"),
                         ("objects.npy", "not a readable .npy")]:
         with pytest.raises(ValueError, match=words):
-            explain.parse_array(str(tmp_path / name), "--input")
+            explain_cli.parse_array(str(tmp_path / name), "--input")
 
 
 # ------------------------------------------------------------------------ GIF
@@ -304,13 +307,13 @@ def frames_of(path):
                                               ({"padding": 1}, 25)])
 def test_gif_has_one_frame_per_output_value(tmp_path, kwargs, n_frames):
     path = tmp_path / "conv.gif"
-    assert explain.conv_gif(path, **kwargs) == n_frames
+    assert conv_gif(path, **kwargs) == n_frames
     (width, height), frames = frames_of(path)
     assert len(frames) == n_frames
     padded = 5 + 2 * kwargs.get("padding", 0)
     # Three panels side by side: the padded input, the 3x3 filter, the feature map.
-    assert width >= (padded + 3 + 1) * explain.CELL
-    assert height >= padded * explain.CELL
+    assert width >= (padded + 3 + 1) * conv_gif_module.CELL
+    assert height >= padded * conv_gif_module.CELL
     assert all(frame.shape == (height, width, 3) for frame in frames)
     assert all(frame.var() > 0 for frame in frames)
     assert all(np.any(a != b) for a, b in zip(frames, frames[1:]))
@@ -321,14 +324,14 @@ def test_gif_several_channels_and_filters(tmp_path):
     rng = np.random.default_rng(0)
     path = tmp_path / "conv.gif"
     x, w = rng.integers(0, 3, size=(2, 4, 4)), rng.integers(-1, 2, size=(3, 2, 2, 2))
-    assert explain.conv_gif(path, x, w) == 3 * 3 * 3
+    assert conv_gif(path, x, w) == 3 * 3 * 3
     _, frames = frames_of(path)
     assert len(frames) == 27
 
 
 def test_gif_to_an_unwritable_path_is_a_clear_oserror(tmp_path):
     with pytest.raises(OSError, match="cannot write the GIF"):
-        explain.conv_gif(tmp_path / "no" / "such" / "dir.gif")
+        conv_gif(tmp_path / "no" / "such" / "dir.gif")
 
 
 # ------------------------------------------------------------- command line

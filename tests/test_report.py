@@ -28,7 +28,7 @@ from conftest import running_in_ci
 from test_visualize import TEST_IMAGES, make_run, tinyconv
 from tinyconv.data.datasets import load_dataset
 from tinyconv.app.report import load_run, report_html
-from tinyconv.training.train import predict_proba
+from tinyconv.training.evaluation import predict_proba
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 

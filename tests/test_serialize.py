@@ -16,7 +16,7 @@ from tinyconv.data.loader import Normalization
 from tinyconv.models.serialize import (FORMAT_VERSION, LoadedModel, ModelFileError, _checksum,
                                 load_model, save_model)
 from tinyconv.models.spec import build
-from tinyconv.training.train import predict_proba
+from tinyconv.training.evaluation import predict_proba
 
 SPEC = ("INPUT(1,12,12) -> CONV(3,3) -> BN -> MAXPOOL(2) -> FC(8) -> DROPOUT(0.25) -> FC(4)")
 CLASSES = ["cat", "dog", "bird", "fish"]

@@ -7,8 +7,9 @@ import pytest
 
 from tinyconv import (AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, Dropout, Flatten, Linear,
                       MaxPool2d, ReLU, Sigmoid, Tanh)
-from tinyconv.models.spec import (PRESETS, Element, Repeat, SpecError, build, format_spec,
-                           input_shape, parse, resolve)
+from tinyconv.models.presets import PRESETS, resolve
+from tinyconv.models.spec import (Element, Repeat, SpecError, build, format_spec, input_shape,
+                                  parse)
 
 ISSUE_EXAMPLE = ("INPUT(1,28,28) -> [[CONV(32,3,pad=1)]*2 -> MAXPOOL(2)]*2 -> "
                  "[FC(256)]*1 -> FC(10)")
@@ -168,7 +169,7 @@ def test_too_large_models_are_refused_before_allocating(text, layer, message):
     assert error.value.column == text.index(layer) + 1
 
 
-@pytest.mark.parametrize("text", [ISSUE_EXAMPLE, *PRESETS.values(),
+@pytest.mark.parametrize("text", [ISSUE_EXAMPLE, *(p.spec for p in PRESETS.values()),
                                   "input(1,8,8) -> [conv(4,3,PAD=1,act=tanh) -> pool(2,2)?]*2"
                                   " -> Dropout(0.25) -> fc(5, act=none) -> FC(3, act=relu)",
                                   "INPUT(3,9,9,act=sigmoid) -> AVGPOOL(3,stride=2,pad=1) -> "
@@ -206,7 +207,7 @@ def flow(text: str) -> list[tuple[int, ...]]:
     return shapes
 
 
-@pytest.mark.parametrize("text", [PRESETS["lenet5"], PRESETS["tutorial"],
+@pytest.mark.parametrize("text", [PRESETS["lenet5"].spec, PRESETS["tutorial"].spec,
                                   "INPUT(2,17,13) -> CONV(3,4,stride=2,pad=1) -> "
                                   "AVGPOOL(3,stride=2,pad=1) -> CONV(5,2) -> FC(7) -> FC(3)"])
 def test_built_shapes_follow_the_declared_flow(text):
@@ -238,12 +239,12 @@ def test_batch_norm_follows_the_data():
 
 
 def test_build_is_deterministic_with_a_seed_and_keeps_the_dtype():
-    a, b, c = (build(PRESETS["strong"], rng=seed) for seed in (7, 7, 8))
+    a, b, c = (build(PRESETS["strong"].spec, rng=seed) for seed in (7, 7, 8))
     for name, array in a.state_dict().items():
         np.testing.assert_array_equal(array, b.state_dict()[name])
     assert not np.array_equal(a[0].weight.data, c[0].weight.data)
     assert a[0].weight.data.dtype == np.float32
-    assert build(PRESETS["lenet5"], rng=0, dtype=np.float64)[0].weight.data.dtype == np.float64
+    assert build(PRESETS["lenet5"].spec, rng=0, dtype=np.float64)[0].weight.data.dtype == np.float64
     # One Generator for everything: dropout draws from it too.
     dropout = next(layer for layer in a if isinstance(layer, Dropout))
     dropout_b = next(layer for layer in b if isinstance(layer, Dropout))
@@ -270,8 +271,9 @@ def test_init_rule_follows_the_activation():
 
 def test_presets():
     assert set(PRESETS) >= {"tutorial", "lenet5", "default", "strong"}
-    for name, text in PRESETS.items():
-        assert resolve(name) == format_spec(text)
+    for name, preset in PRESETS.items():
+        assert preset.name == name and preset.promise and preset.recipe.epochs >= 1
+        assert resolve(name) == format_spec(preset.spec)
         assert resolve(name.upper()) == resolve(name)
         model = build(resolve(name), rng=0)
         assert model.forward(np.zeros((2, 1, 28, 28), np.float32)).shape == (2, 10)

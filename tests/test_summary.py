@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from tinyconv import Conv2d, Linear, ReLU, Sequential
-from tinyconv.models.spec import build, input_shape, resolve
+from tinyconv.models.presets import resolve
+from tinyconv.models.spec import build, input_shape
 from tinyconv.nn.summary import summary, summary_rows, summary_totals
 
 # LeNet-5 by hand, per image: conv 6@5x5 pad 2 on 1x28x28, pool 2, conv 16@5x5,

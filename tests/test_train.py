@@ -12,7 +12,7 @@ import warnings
 import numpy as np
 import pytest
 
-import tinyconv.training.train as train_module
+import tinyconv.training.loop as loop_module
 from tinyconv.data.datasets import DataNotFound, load_dataset
 from tinyconv.nn.functional import softmax
 from tinyconv.data.loader import Augment, Normalization
@@ -21,8 +21,10 @@ from tinyconv.training.optim import SGD, Adam, CosineLR
 from tinyconv.training.progress import ProgressBar
 from tinyconv.models.serialize import read_npz
 from tinyconv.models.spec import build
-from tinyconv.training.train import (CHECKPOINT, HISTORY_FIELDS, CheckpointError, Evaluation, History,
-                            TrainingDiverged, evaluate, fit, predict_proba)
+from tinyconv.training.checkpoint import CHECKPOINT, CheckpointError
+from tinyconv.training.evaluation import Evaluation, evaluate, predict_proba
+from tinyconv.training.history import HISTORY_FIELDS, History
+from tinyconv.training.loop import TrainingDiverged, fit
 
 # Small enough to train in well under a second, with every stateful part:
 # batch normalisation (buffers), dropout (masks) and, in the tests, augmentation.
@@ -200,7 +202,7 @@ def test_early_stopping_keeps_the_best_weights(small, tmp_path, monkeypatch):
                           confusion=np.zeros((10, 10), np.int64), predictions=np.zeros(1))
 
     two_epochs, _ = _run(small, epochs=2)
-    monkeypatch.setattr(train_module, "evaluate", fake_evaluate)
+    monkeypatch.setattr(loop_module, "evaluate", fake_evaluate)
     lines = []
     stopped, history = _run(small, tmp_path, epochs=6, patience=2, log=lines.append)
     assert [row["epoch"] for row in history] == [1, 2, 3, 4]
@@ -266,7 +268,7 @@ def test_resume_without_a_checkpoint(small, tmp_path):
 
 
 @pytest.mark.parametrize("kwargs, error, match", [
-    (dict(epochs=0), ValueError, "epochs must be at least 1"),
+    (dict(epochs=0), ValueError, "epochs must be positive, got 0"),
     (dict(batch_size=2.5), TypeError, "batch_size must be an int"),
     (dict(seed=-1), ValueError, "seed"),
     (dict(patience=0), ValueError, "patience"),

@@ -19,9 +19,7 @@ PyTorch it prints tinyconv's figures alone and says so.
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
-import json
 import os
 import platform
 import resource
@@ -37,10 +35,10 @@ from ..nn import functional as F
 from ..tutorial import reference
 from ..nn.layers import (AvgPool2d, BatchNorm2d, Conv2d, Dropout, Flatten, Identity, Linear,
                      MaxPool2d, ReLU, Sequential, Sigmoid, Tanh)
-from ..fileio import atomic_write_text
 from ..nn.losses import CrossEntropyLoss
 from ..training.optim import SGD
-from ..models.spec import PRESETS, build
+from ..models.presets import PRESETS
+from ..models.spec import build
 
 
 def torch_available() -> bool:
@@ -257,10 +255,11 @@ def peak_rss_kib() -> int:
 _PEAK_SCRIPT = """
 import sys, numpy as np
 from tinyconv.app.bench import peak_rss_kib
-from tinyconv.models.spec import build, PRESETS
+from tinyconv.models.presets import PRESETS
+from tinyconv.models.spec import build
 from tinyconv.nn.losses import CrossEntropyLoss
 from tinyconv.training.optim import SGD
-model = build(PRESETS[sys.argv[1]], rng=0)
+model = build(PRESETS[sys.argv[1]].spec, rng=0)
 batch = int(sys.argv[2])
 rng = np.random.default_rng(0)
 x = rng.standard_normal((batch, 1, 28, 28)).astype(np.float32)
@@ -285,7 +284,7 @@ def peak_training_memory(preset: str, batch: int) -> float:
 _MEASURED_CLI = """
 import sys
 from tinyconv.app.bench import peak_rss_kib
-from tinyconv.app.cli import main
+from tinyconv.cli import main
 status = main(sys.argv[1:])
 print(peak_rss_kib(), file=sys.stderr)
 sys.exit(status)
@@ -399,7 +398,7 @@ def run(batches=(64, 256), rounds: int = 7, budget: float = 0.15, epoch: bool = 
 
     for preset in ("lenet5", "default"):
         for batch in batches:
-            train, inference = _step_candidates(PRESETS[preset], batch, with_torch)
+            train, inference = _step_candidates(PRESETS[preset].spec, batch, with_torch)
             out(f"\n{preset}, batch {batch}\n{header}")
             for what, candidates in (("training step", train), ("inference", inference)):
                 row = _row(f"{preset} {what}", time_interleaved(candidates, rounds, budget))
@@ -432,32 +431,3 @@ def run(batches=(64, 256), rounds: int = 7, budget: float = 0.15, epoch: bool = 
                 f"{result['seconds']:.1f} s, peak resident memory "
                 f"{result['peak_rss_mib']:.0f} MiB")
     return results
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--batch", type=int, nargs="+", default=[64, 256],
-                        help="batch sizes to time (default: 64 256)")
-    parser.add_argument("--rounds", type=int, default=7,
-                        help="interleaved rounds per figure (default: 7)")
-    parser.add_argument("--budget", type=float, default=0.15,
-                        help="seconds of calls per candidate per round (default: 0.15)")
-    parser.add_argument("--epoch", action="store_true",
-                        help="also time a whole Fashion-MNIST epoch of lenet5 end to end")
-    parser.add_argument("--no-memory", action="store_true",
-                        help="skip the peak-memory measurements")
-    parser.add_argument("--data-dir", help="where Fashion-MNIST is, for --epoch")
-    parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
-
-
-def main_from_args(args) -> int:
-    if min(args.batch) < 1 or args.rounds < 1 or args.budget <= 0:
-        raise ValueError("--batch and --rounds must be positive and --budget above 0, "
-                         f"got {args.batch}, {args.rounds}, {args.budget}")
-    results = run(batches=tuple(args.batch), rounds=args.rounds, budget=args.budget,
-                  epoch=args.epoch, memory=not args.no_memory, data_dir=args.data_dir)
-    if args.json:
-        atomic_write_text(args.json, json.dumps(results, indent=2))
-        print(f"\nfigures written to {args.json}")
-    return 0
-
-

@@ -22,16 +22,17 @@ import html
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..models.serialize import LoadedModel, load_model
+from ..models.serialize import MODEL_FILE, LoadedModel, load_model
 from ..models.spec import input_shape
 from ..nn.summary import summary_rows, summary_totals
-from ..training.train import Evaluation, History, evaluate
+from ..training.evaluation import Evaluation, evaluate
+from ..training.history import History
 from .visualize import (Picture, confusion_picture, curves_picture, feature_pictures,
                         filter_pictures, model_mistakes)
 
 __all__ = ["Run", "load_run", "report_html", "MODEL_FILE", "HISTORY_FILE", "REPORT_FILE"]
 
-MODEL_FILE, HISTORY_FILE, REPORT_FILE = "model.npz", "history.json", "report.html"
+HISTORY_FILE, REPORT_FILE = "history.json", "report.html"
 
 STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; color: #222;

@@ -40,7 +40,7 @@ from ..fileio import atomic_write_bytes
 from ..data.images import prepare_image
 from ..nn.layers import AvgPool2d, Conv2d, MaxPool2d, Module, ReLU, Sigmoid, Tanh
 from ..models.spec import input_shape
-from ..training.train import evaluate, predict_proba
+from ..training.evaluation import evaluate, predict_proba
 
 __all__ = ["PICTURES", "MODEL_PICTURES", "Picture", "model_pictures", "filter_pictures",
            "feature_maps", "feature_pictures", "confusion_picture", "mistakes_picture",
@@ -279,9 +279,7 @@ def feature_maps(model: Module, x) -> list[tuple[int, str, np.ndarray]]:
     x = np.asarray(x)
     if x.ndim != 4 or x.shape[0] != 1:
         raise ValueError(f"feature_maps takes one image of shape (1, C, H, W), got {x.shape}")
-    modes = [(module, module.training) for module in model.modules()]
-    model.eval()
-    try:
+    with model.evaluating():
         layers, found = list(model), []
         for index, layer in enumerate(layers):
             x = layer.forward(x)
@@ -296,9 +294,6 @@ def feature_maps(model: Module, x) -> list[tuple[int, str, np.ndarray]]:
             elif isinstance(layer, _POOLS):
                 found.append((index, _describe(layer), x[0]))
         return found
-    finally:
-        for module, mode in modes:
-            module.training = mode
 
 
 def _image_tile(image: np.ndarray) -> np.ndarray:

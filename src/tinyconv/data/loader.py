@@ -178,6 +178,16 @@ def _shift(images: np.ndarray, shift: int, axis: int) -> np.ndarray:
     return out
 
 
+def data_size(data) -> int:
+    """The number of images in a Dataset or an (images, labels) pair."""
+    if isinstance(data, (tuple, list)):
+        if len(data) != 2:
+            raise TypeError(f"data must be a Dataset or an (images, labels) pair, "
+                            f"got a sequence of {len(data)} items")
+        return len(data[1])
+    return len(data)
+
+
 def batches(data, batch_size: int, *, shuffle: bool, rng=None, normalization=None,
             augment: Augment | None = None):
     """Yield ``(x, y)`` batches covering every sample of ``data`` exactly once.

@@ -38,10 +38,12 @@ from ..nn.layers import Module
 from ..data.loader import Normalization
 from .spec import build, format_spec, input_shape
 
-__all__ = ["FORMAT_VERSION", "ModelFileError", "LoadedModel", "save_model", "load_model",
+__all__ = ["FORMAT_VERSION", "MODEL_FILE", "ModelFileError", "LoadedModel", "save_model", "load_model",
            "read_npz"]
 
 FORMAT_VERSION = 1
+#: A model's file name inside a training run's directory.
+MODEL_FILE = "model.npz"
 
 #: Entries every model file has besides its weights.
 _HEADER_KEYS = ("format_version", "spec", "classes", "normalization/mean",
@@ -67,6 +69,11 @@ class LoadedModel:
     classes: list[str]
     normalization: Normalization
     metadata: dict = field(default_factory=dict)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """The images the model takes, (C, H, W)."""
+        return input_shape(self.spec)
 
 
 def read_npz(path, what: str = "model file") -> dict[str, np.ndarray]:
@@ -135,12 +142,8 @@ def _state_arrays(model: Module) -> dict[str, np.ndarray]:
 
 def _check_outputs(model: Module, spec: str, classes: list[str]) -> None:
     """The model must output one score per class name (one tiny forward pass)."""
-    was_training = model.training
-    model.eval()
-    try:
+    with model.evaluating():
         outputs = model.forward(np.zeros((1,) + tuple(input_shape(spec)), np.float32)).shape[-1]
-    finally:
-        model.train(was_training)
     if outputs != len(classes):
         raise ValueError(f"the model outputs {outputs} scores but there are "
                          f"{len(classes)} class names")

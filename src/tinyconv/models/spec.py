@@ -66,8 +66,7 @@ from ..nn.layers import (AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, Dropout, F
                      MaxPool2d, ReLU, Sequential, Sigmoid, Tanh)
 
 __all__ = ["SpecError", "Element", "Repeat", "Spec", "parse", "format_spec", "build",
-           "input_shape", "PRESETS", "resolve", "ACTIVATIONS", "MAX_LAYERS", "MAX_PARAMETERS",
-           "MAX_VALUES"]
+           "input_shape", "ACTIVATIONS", "MAX_LAYERS", "MAX_PARAMETERS", "MAX_VALUES"]
 
 #: The most layers a spec may describe, repetitions written out.
 MAX_LAYERS = 1000
@@ -462,7 +461,7 @@ def build(spec, *, rng=None, dtype=np.float32) -> Sequential:
     :data:`MAX_VALUES` numbers per image, before any weight is allocated.
 
     Args:
-        spec: a :class:`Spec` or spec text (a preset name: :func:`resolve` first).
+        spec: a :class:`Spec` or spec text (a preset name: :func:`tinyconv.models.presets.resolve` first).
         rng: a seed or ``numpy.random.Generator``; every initial weight and
             every dropout mask comes from the one Generator made from it, so
             the same seed builds the same model, bit for bit.
@@ -554,42 +553,3 @@ def build(spec, *, rng=None, dtype=np.float32) -> Sequential:
         elif kind == "DROPOUT":
             layers.append(Dropout(element["p"], rng=generator))
     return Sequential(*layers)
-
-
-# ----------------------------------------------------------------------------
-# Presets
-# ----------------------------------------------------------------------------
-
-#: Named architectures for 1x28x28 images and 10 classes (MNIST, Fashion-MNIST).
-PRESETS = {
-    # Figure 1 of the tutorial: CONV(3 filters) -> POOL -> CONV(5 filters) -> POOL -> FC -> FC.
-    "tutorial": "INPUT(1,28,28) -> CONV(3,5,pad=2) -> MAXPOOL(2) -> CONV(5,5,pad=2) -> "
-                "MAXPOOL(2) -> FC(32) -> FC(10)",
-    # LeNet-5's shape with ReLU and max pooling: 61,706 parameters.
-    "lenet5": "INPUT(1,28,28) -> CONV(6,5,pad=2) -> MAXPOOL(2) -> CONV(16,5) -> MAXPOOL(2) -> "
-              "FC(120) -> FC(84) -> FC(10)",
-    # About 23 s per epoch of 54,000 images on 2 cores (5 epochs in 114 s, measured).
-    "default": "INPUT(1,28,28) -> [CONV(16,3,pad=1) -> BN -> MAXPOOL(2)] -> "
-               "[CONV(32,3,pad=1) -> BN -> MAXPOOL(2)] -> FC(128) -> FC(10)",
-    # About 56 s per epoch of 60,000 images on 2 cores (16 in 899 s, measured).
-    "strong": "INPUT(1,28,28) -> [CONV(32,3,pad=1) -> BN -> MAXPOOL(2)] -> "
-              "[CONV(64,3,pad=1) -> BN -> MAXPOOL(2)] -> FC(256) -> DROPOUT(0.5) -> FC(10)",
-}
-
-
-def resolve(arch: str) -> str:
-    """The canonical spec text for a preset name or for spec text.
-
-    Preset names are matched in any case. Anything else must parse as a
-    spec (:class:`SpecError` otherwise); a bare word that is no preset says
-    which presets exist.
-    """
-    if not isinstance(arch, str):
-        raise TypeError(f"arch must be a preset name or spec text, got {type(arch).__name__}")
-    name = arch.strip().lower()
-    if name in PRESETS:
-        return format_spec(PRESETS[name])
-    if re.fullmatch(r"[a-z0-9_-]+", name) and name != "input":
-        raise ValueError(f"unknown preset {arch.strip()!r}; presets: {', '.join(PRESETS)} "
-                         f"(or a spec such as {PRESETS['tutorial']!r})")
-    return format_spec(arch)

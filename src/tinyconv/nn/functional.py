@@ -47,7 +47,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..checks import (as_float_array, check_grad, check_int, check_kernel_fits, check_ndim,
+from ..checks import (as_float_array, check_grad, check_kernel_fits, check_ndim,
                       check_pool_padding, conv_output_size, pair)
 
 __all__ = [

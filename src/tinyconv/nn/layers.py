@@ -21,6 +21,8 @@ arrays from layer to layer.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import numpy as np
 
 from ..checks import as_float_array, check_grad, check_int, check_ndim, check_pool_padding, pair
@@ -252,6 +254,18 @@ class Module:
     def eval(self) -> "Module":
         """Same as ``train(False)``: the mode for evaluation and prediction."""
         return self.train(False)
+
+    @contextmanager
+    def evaluating(self):
+        """Eval mode inside a ``with`` block; afterwards every module's own mode
+        comes back, even where they differed (a frozen batch norm, say)."""
+        modes = [(module, module.training) for module in self.modules()]
+        self.eval()
+        try:
+            yield self
+        finally:
+            for module, mode in modes:
+                module.training = mode
 
     def _accumulate(self, grad_weight, grad_bias) -> None:
         """Add a backward's gradients into ``weight.grad`` and, if any, ``bias.grad``.

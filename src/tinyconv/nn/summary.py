@@ -92,9 +92,7 @@ def summary_rows(model: Module, input_shape) -> list[LayerRow]:
     module's training mode is restored afterwards.
     """
     shape = _check_shape(input_shape)
-    modes = [(module, module.training) for module in model.modules()]
-    model.eval()
-    try:
+    with model.evaluating():
         x = np.zeros((1,) + shape, dtype=_dtype(model))
         rows = []
         for index, layer in enumerate(_layers(model)):
@@ -107,9 +105,6 @@ def summary_rows(model: Module, input_shape) -> list[LayerRow]:
             rows.append(LayerRow(index, type(layer).__name__, x.shape[1:], params,
                                  _macs(layer, x.shape[1:])))
         return rows
-    finally:
-        for module, mode in modes:
-            module.training = mode
 
 
 def summary_totals(model: Module, input_shape) -> Totals:

@@ -10,12 +10,12 @@ the same for any input a learner gives:
 - :func:`explain_conv_backward`: δ passed back through a conv layer (eq.
   5.1-5.3) step by step, then the weight and bias gradients;
 - :func:`explain_pool`: max and mean pooling, forward and backward;
-- :func:`conv_gif`: the forward pass as an animated GIF, like the tutorial's
-  Figure 2.
+and :mod:`tinyconv.tutorial.conv_gif` draws the forward pass as an animated
+GIF, like the tutorial's Figure 2.
 
 Every number printed is computed by :mod:`tinyconv.tutorial.reference`, the tutorial's
 loops that the library is tested against; this module only lays the numbers
-out. Each function returns text (a GIF for :func:`conv_gif`) and takes NumPy
+out. Each function returns text and takes NumPy
 arrays or nested lists, without a batch axis:
 
 ====  ==========================================================
@@ -29,20 +29,13 @@ H2    output height, W2 output width (eq. 4.2 and 4.3)
 
 from __future__ import annotations
 
-import argparse
-import ast
-import io
-from pathlib import Path
-
 import numpy as np
 
 from . import reference as R
-from ..fileio import atomic_write_bytes
 from ..checks import as_float_array, pair
-from ..data.images import require_pillow
 
-__all__ = ["parse_array", "explain_conv", "explain_conv_backward", "explain_pool",
-           "conv_gif", "add_arguments", "run", "ACTIVATIONS"]
+__all__ = ["explain_conv", "explain_conv_backward", "explain_pool", "as_volume", "as_filters",
+           "as_biases", "activation_functions", "fmt", "index_text", "ACTIVATIONS"]
 
 # The tutorial's forward example (eq. 4.1): a 5x5 image and a 3x3 filter.
 TUTORIAL_IMAGE = np.array([[1, 1, 1, 0, 0],
@@ -83,73 +76,10 @@ ACTIVATIONS = {
 
 
 # ----------------------------------------------------------------------------
-# Reading arrays
+# Shaping the arrays given
 # ----------------------------------------------------------------------------
 
-def parse_array(text: str, name: str) -> np.ndarray:
-    """An array given on the command line, as float64.
-
-    ``text`` is a number (``0.5``), a nested list (``[[1, 2], [3, 4]]``, read
-    with :func:`ast.literal_eval`, which evaluates literals only and never
-    runs code) or the path of a ``.npy`` file (read without pickle).
-
-    Raises:
-        ValueError: malformed text, a ragged list, a file that is not a
-            ``.npy`` array, an empty array, or values that are not finite.
-        TypeError: values that are not real numbers.
-    """
-    text = text.strip()
-    if text.startswith("[") or _is_number(text):
-        try:
-            value = ast.literal_eval(text)
-        except (ValueError, SyntaxError, MemoryError, RecursionError):
-            raise ValueError(f"{name}: expected a number or a nested list of numbers such "
-                             f"as [[1, 2], [3, 4]], got {text!r}") from None
-    else:
-        value = _load_npy(text, name)
-    try:
-        np.asarray(value)
-    except ValueError:
-        raise ValueError(f"{name}: the rows have different lengths; every row of an array "
-                         f"must hold as many numbers as the others, got {text!r}") from None
-    array = as_float_array(value, name)
-    if array.size == 0:
-        raise ValueError(f"{name}: expected at least one number, got an empty array "
-                         f"of shape {array.shape}")
-    if not np.isfinite(array).all():
-        raise ValueError(f"{name}: every value must be finite, got inf or nan")
-    return array.astype(np.float64)
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _load_npy(path: str, name: str) -> np.ndarray:
-    """The array in a ``.npy`` file; a clear ValueError if it is not one."""
-    if not Path(path).is_file():
-        raise ValueError(f"{name}: {path!r} is neither a number, a nested list such as "
-                         f"[[1, 2], [3, 4]], nor an existing .npy file")
-    with open(path, "rb") as file:
-        start = file.read(len(np.lib.format.MAGIC_PREFIX))
-    if start[:2] == b"PK":
-        raise ValueError(f"{name}: {path} is an .npz archive; expected a .npy file "
-                         f"holding one array")
-    if start != np.lib.format.MAGIC_PREFIX:
-        raise ValueError(f"{name}: {path} is not a .npy file (it does not start "
-                         f"with the .npy signature)")
-    try:
-        loaded = np.load(path, allow_pickle=False)
-    except (ValueError, EOFError, OSError) as error:
-        raise ValueError(f"{name}: {path} is not a readable .npy array file ({error})") from None
-    return loaded
-
-
-def _as_volume(array, name: str) -> np.ndarray:
+def as_volume(array, name: str) -> np.ndarray:
     """(H, W) or (D, H, W) as a float64 (D, H, W) array."""
     array = as_float_array(array, name).astype(np.float64)
     if array.ndim == 2:
@@ -160,7 +90,7 @@ def _as_volume(array, name: str) -> np.ndarray:
     return array
 
 
-def _as_filters(array, name: str) -> np.ndarray:
+def as_filters(array, name: str) -> np.ndarray:
     """One filter (KH, KW) or (D, KH, KW), or N filters (N, D, KH, KW), as 4-D."""
     array = as_float_array(array, name).astype(np.float64)
     if array.ndim in (2, 3):
@@ -172,7 +102,7 @@ def _as_filters(array, name: str) -> np.ndarray:
     return array
 
 
-def _as_biases(array, n_filters: int, name: str) -> np.ndarray:
+def as_biases(array, n_filters: int, name: str) -> np.ndarray:
     """A number (the same bias for every filter) or one bias per filter, as (N,)."""
     array = as_float_array(array, name).astype(np.float64)
     if array.ndim == 0:
@@ -183,7 +113,8 @@ def _as_biases(array, n_filters: int, name: str) -> np.ndarray:
     return array
 
 
-def _activation(name: str):
+def activation_functions(name: str):
+    """(f, f') for an activation name, or a ValueError naming the choices."""
     if name not in ACTIVATIONS:
         raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {name!r}")
     return ACTIVATIONS[name]
@@ -236,7 +167,8 @@ def _volume(title: str, volume) -> list[str]:
     return lines
 
 
-def _index(*indices) -> str:
+def index_text(*indices) -> str:
+    """Indices as subscripts are written: ``index_text(0, 1, 2) == "0,1,2"``."""
     return ",".join(str(i) for i in indices)
 
 
@@ -281,10 +213,10 @@ def explain_conv(x=TUTORIAL_IMAGE, filters=TUTORIAL_FILTER, biases=0.0, stride=1
         ``a_{i,j}`` (``a_{k,i,j}`` for N > 1 filters) with its products, sum,
         bias and activation, and the N feature maps of H2 x W2.
     """
-    x = _as_volume(x, "input")
-    filters = _as_filters(filters, "filter")
-    biases = _as_biases(biases, filters.shape[0], "bias")
-    f, _ = _activation(activation)
+    x = as_volume(x, "input")
+    filters = as_filters(filters, "filter")
+    biases = as_biases(biases, filters.shape[0], "bias")
+    f, _ = activation_functions(activation)
     # The reference checks every shape and that the filter fits, before anything is written.
     feature_maps = R.conv_forward(x, filters, biases, stride, padding, activation=f)
     (sh, sw), (ph, pw) = pair(stride, "stride", 1), pair(padding, "padding", 0)
@@ -316,7 +248,7 @@ def explain_conv(x=TUTORIAL_IMAGE, filters=TUTORIAL_FILTER, biases=0.0, stride=1
         h2, w2 = feature_maps.shape[1:]
         for i in range(h2):
             for j in range(w2):
-                label = _index(k, i, j) if n_filters > 1 else _index(i, j)
+                label = index_text(k, i, j) if n_filters > 1 else index_text(i, j)
                 lines += _conv_value_lines(label, x_padded, filters[k], biases[k], i, j,
                                            (sh, sw), activation, feature_maps[k, i, j])
     lines.append("")
@@ -388,21 +320,21 @@ def explain_conv_backward(x=BACKWARD_INPUT, filters=BACKWARD_FILTER, delta=None,
     Returns:
         The explanation, each step an array labelled with its equation.
     """
-    x = _as_volume(x, "input")
-    filters = _as_filters(filters, "filter")
+    x = as_volume(x, "input")
+    filters = as_filters(filters, "filter")
     n_filters, depth, kh, kw = filters.shape
     (sh, sw), (ph, pw) = pair(stride, "stride", 1), pair(padding, "padding", 0)
     # The forward pass checks the input, filters, stride and padding, and gives δ^l's shape.
     out_shape = R.conv_forward(x, filters, np.zeros(n_filters), (sh, sw), (ph, pw)).shape
     if delta is None:
         delta = _default_delta(x, filters, out_shape)
-    delta = _as_volume(delta, "delta")
-    _, derivative = _activation(activation)
+    delta = as_volume(delta, "delta")
+    _, derivative = activation_functions(activation)
     if net_prev is not None:
         if derivative is None:
             raise ValueError("net_prev needs the previous layer's activation: relu, "
                              "sigmoid or tanh")
-        net_prev = _as_volume(net_prev, "net")
+        net_prev = as_volume(net_prev, "net")
     # The reference checks δ's shape against the layer and gives the final answers.
     grad_input = R.conv_backward_delta(delta, filters, x.shape, (sh, sw), (ph, pw))
     grad_weight = R.conv_weight_gradient(x, delta, (kh, kw), (sh, sw), (ph, pw))
@@ -467,7 +399,7 @@ def explain_conv_backward(x=BACKWARD_INPUT, filters=BACKWARD_FILTER, delta=None,
             for m in range(kh):
                 for n in range(kw):
                     terms = R.conv_terms(x_padded[d:d + 1], expanded[None], m, n)
-                    label = _index(*((k,) if n_filters > 1 else ()),
+                    label = index_text(*((k,) if n_filters > 1 else ()),
                                    *((d,) if depth > 1 else ()), m, n)
                     lines.append(f"  ∂E/∂w_{{{label}}} = {_products(terms)} = "
                                  f"{fmt(grad_weight[k, d, m, n])}")
@@ -500,7 +432,7 @@ def _backward_channel_lines(k, d, n_filters, depth, weights, expanded, padded) -
                   f", channel {d}" if depth > 1 else ""])
     rotated = R.rot180(weights)
     lines = [f"Step 3. Rotate the filter{of} by 180°:"] + _grid(rotated)
-    lines.append(f"Step 4. Cross-correlate the padded map with the rotated filter: the full "
+    lines.append("Step 4. Cross-correlate the padded map with the rotated filter: the full "
                  f"convolution δ^l * W^l (eq. 5.2); δ·w, terms with δ = 0 left out:")
     partial = R.full_convolution(expanded, weights)
     for s in range(partial.shape[0]):
@@ -532,7 +464,7 @@ def explain_pool(x=POOL_INPUT, size=2, stride=None, delta=None) -> str:
         maximum and for mean pooling shared by the n² inputs (the Kronecker
         product δ ⊗ (1/n²)_{n×n} when the windows tile the input).
     """
-    x = _as_volume(x, "input")
+    x = as_volume(x, "input")
     kh, kw = pair(size, "size", 1)
     sh, sw = (kh, kw) if stride is None else pair(stride, "stride", 1)
     max_out = R.max_pool_forward(x, (kh, kw), (sh, sw))
@@ -543,12 +475,12 @@ def explain_pool(x=POOL_INPUT, size=2, stride=None, delta=None) -> str:
         delta = POOL_DELTA
     elif delta is None:
         delta = np.arange(1.0, max_out.size + 1).reshape(max_out.shape)
-    delta = _as_volume(delta, "delta")
+    delta = as_volume(delta, "delta")
     max_back = R.max_pool_backward(x, delta, (kh, kw), (sh, sw))
     mean_back = R.mean_pool_backward(x, delta, (kh, kw), (sh, sw))
 
     def at(d, *indices):
-        return _index(*((d,) if depth > 1 else ()), *indices)
+        return index_text(*((d,) if depth > 1 else ()), *indices)
 
     lines = [f"Pooling: input {_shape(x.shape)} (D x H x W), {kh}x{kw} windows, stride "
              f"{_pair_text(sh, sw)}; no parameters, each channel pooled on its own", ""]
@@ -561,7 +493,7 @@ def explain_pool(x=POOL_INPUT, size=2, stride=None, delta=None) -> str:
         for i in range(h2):
             for j in range(w2):
                 window = x[d, i * sh:i * sh + kh, j * sw:j * sw + kw].ravel()
-                r, c = _max_position(x, d, i, j, (kh, kw), (sh, sw), (h2, w2))
+                r, c = R.window_argmax(x[d], i, j, (kh, kw), (sh, sw))
                 lines.append(f"  window ({at(d, i, j)}): {', '.join(fmt(v) for v in window)}"
                              f"   max = {fmt(max_out[d, i, j])} at x_{{{at(d, r, c)}}}"
                              f"   mean = ({_sum(window)})/{kh * kw} = {fmt(mean_out[d, i, j])}")
@@ -575,7 +507,7 @@ def explain_pool(x=POOL_INPUT, size=2, stride=None, delta=None) -> str:
     for d in range(depth):
         for i in range(h2):
             for j in range(w2):
-                r, c = _max_position(x, d, i, j, (kh, kw), (sh, sw), (h2, w2))
+                r, c = R.window_argmax(x[d], i, j, (kh, kw), (sh, sw))
                 lines.append(f"  δ^l_{{{at(d, i, j)}}} = {fmt(delta[d, i, j])} → "
                              f"δ^{{l-1}}_{{{at(d, r, c)}}}")
     lines += _volume("δ^{l-1}, max pooling", max_back)
@@ -590,285 +522,3 @@ def explain_pool(x=POOL_INPUT, size=2, stride=None, delta=None) -> str:
                      f"overlapping windows add up")
     lines += _volume("δ^{l-1}, mean pooling", mean_back)
     return "\n".join(lines) + "\n"
-
-
-def _max_position(x, d, i, j, kernel, stride, out_hw) -> tuple[int, int]:
-    """Where max pooling's backward sends window (i, j)'s δ: pass back a 1 and look."""
-    one_hot = np.zeros((1,) + tuple(out_hw))
-    one_hot[0, i, j] = 1.0
-    grad = R.max_pool_backward(x[d:d + 1], one_hot, kernel, stride)[0]
-    r, c = np.argwhere(grad == 1.0)[0]
-    return int(r), int(c)
-
-
-# ----------------------------------------------------------------------------
-# The animation of Figure 2
-# ----------------------------------------------------------------------------
-
-CELL = 40          # pixels per grid cell (at least; wider for long numbers)
-MARGIN = 20        # pixels around the panels and between them
-FRAME_MS = 700     # how long each frame shows
-
-_WHITE, _INK, _GRID = (255, 255, 255), (30, 30, 30), (170, 170, 170)
-_PADDING, _WINDOW, _EDGE = (225, 225, 225), (255, 224, 150), (220, 60, 30)
-_FILTER, _DONE, _NEW, _EMPTY = (205, 225, 250), (215, 240, 215), (120, 210, 120), (245, 245, 245)
-
-
-def conv_gif(path, x=TUTORIAL_IMAGE, filters=TUTORIAL_FILTER, biases=0.0, stride=1,
-             padding=0, activation: str = "relu") -> int:
-    """Draw the forward pass as an animated GIF at ``path``, like the tutorial's Figure 2.
-
-    One frame per output value, N·H2·W2 frames in all, filter after filter:
-    the window the filter covers is highlighted over the (zero-padded) input,
-    the filter is drawn beside it, and the feature map fills in cell by cell
-    with the value just computed marked. Channels are stacked top to bottom.
-    The file is written atomically. Needs Pillow (``tinyconv[images]``).
-
-    Arguments as :func:`explain_conv`. Returns the number of frames.
-    """
-    x = _as_volume(x, "input")
-    filters = _as_filters(filters, "filter")
-    biases = _as_biases(biases, filters.shape[0], "bias")
-    f, _ = _activation(activation)
-    feature_maps = R.conv_forward(x, filters, biases, stride, padding, activation=f)
-    (sh, sw), (ph, pw) = pair(stride, "stride", 1), pair(padding, "padding", 0)
-    x_padded = R.zero_pad(x, (ph, pw))
-    try:
-        Image = require_pillow()
-    except ImportError:
-        raise ImportError('--gif needs Pillow, which is not installed; install it with: '
-                          'pip install "tinyconv[images]"') from None
-    from PIL import ImageDraw
-
-    font = _font(16)
-    numbers = [fmt(v) for v in np.concatenate([x_padded.ravel(), filters.ravel(),
-                                               feature_maps.ravel()])]
-    cell = max(CELL, max(font.getbbox(text)[2] for text in numbers) + 10)
-    depth, hp, wp = x_padded.shape
-    n_filters, _, kh, kw = filters.shape
-    _, h2, w2 = feature_maps.shape
-    column_x = [MARGIN, 2 * MARGIN + wp * cell, 3 * MARGIN + (wp + kw) * cell]
-    title_height, caption_height = 28, 36
-    stack = depth * hp * cell + (depth - 1) * MARGIN
-    width = column_x[2] + w2 * cell + MARGIN
-    height = MARGIN + title_height + max(stack, h2 * cell) + caption_height + MARGIN
-
-    frames = []
-    for k in range(n_filters):
-        for i in range(h2):
-            for j in range(w2):
-                image = Image.new("RGB", (width, height), _WHITE)
-                draw = ImageDraw.Draw(image)
-                top = MARGIN + title_height
-                titles = ["input" + (" (zero-padded)" if ph or pw else ""),
-                          f"filter {k}" if n_filters > 1 else "filter",
-                          f"feature map {k}" if n_filters > 1 else "feature map"]
-                for left, title in zip(column_x, titles):
-                    draw.text((left, MARGIN), title, fill=_INK, font=font)
-                for d in range(depth):
-                    y = top + d * (hp * cell + MARGIN)
-                    _draw_input(draw, font, x_padded[d], (column_x[0], y), cell, (ph, pw),
-                                (i * sh, j * sw, kh, kw))
-                    _draw_grid(draw, font, filters[k, d], (column_x[1], y), cell,
-                               lambda r, c: _FILTER)
-                done = i * w2 + j
-
-                def colour(r, c):
-                    return _NEW if r * w2 + c == done else _DONE if r * w2 + c < done else _EMPTY
-
-                _draw_grid(draw, font, feature_maps[k], (column_x[2], top), cell, colour,
-                           show=lambda r, c: r * w2 + c <= done)
-                label = _index(k, i, j) if n_filters > 1 else _index(i, j)
-                net = R.conv_at(x_padded, filters[k], biases[k], i, j, (sh, sw))
-                caption = f"a[{label}] = " + (f"{activation}({fmt(net)}) = " if f else "") \
-                    + fmt(feature_maps[k, i, j])
-                draw.text((MARGIN, height - MARGIN - caption_height + 8), caption, fill=_INK,
-                          font=font)
-                frames.append(image)
-
-    # One palette for every frame, from the first and the last (between them they hold
-    # every colour drawn): mapping onto it is ~50x faster than quantising each frame.
-    both = Image.new("RGB", (2 * width, height))
-    both.paste(frames[0], (0, 0))
-    both.paste(frames[-1], (width, 0))
-    palette = both.quantize(colors=256)
-    frames = [frame.quantize(palette=palette, dither=Image.Dither.NONE) for frame in frames]
-    buffer = io.BytesIO()
-    frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:],
-                   duration=FRAME_MS, loop=0)
-    try:
-        atomic_write_bytes(path, buffer.getvalue())
-    except OSError as error:
-        raise OSError(error.errno, f"cannot write the GIF: {error.strerror}",
-                      str(path)) from None
-    return len(frames)
-
-
-def _font(size: int):
-    """Pillow's built-in font at ``size`` pixels (a fixed small bitmap before Pillow 10.1)."""
-    from PIL import ImageFont
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:
-        return ImageFont.load_default()
-
-
-def _draw_grid(draw, font, array, origin, cell, colour, show=lambda r, c: True) -> None:
-    """A 2-D array as a grid of cells, each filled with ``colour(r, c)`` and its number."""
-    left, top = origin
-    for r, row in enumerate(array):
-        for c, value in enumerate(row):
-            box = (left + c * cell, top + r * cell, left + (c + 1) * cell, top + (r + 1) * cell)
-            draw.rectangle(box, fill=colour(r, c), outline=_GRID)
-            if show(r, c):
-                text = fmt(value)
-                x0, y0, x1, y1 = draw.textbbox((0, 0), text, font=font)
-                draw.text(((box[0] + box[2] - x1 - x0) / 2, (box[1] + box[3] - y1 - y0) / 2),
-                          text, fill=_INK, font=font)
-
-
-def _draw_input(draw, font, channel, origin, cell, padding, window) -> None:
-    """One padded input channel, its padding shaded, the filter's window outlined."""
-    (ph, pw), (row, col, kh, kw) = padding, window
-    height, width = channel.shape
-
-    def colour(r, c):
-        if row <= r < row + kh and col <= c < col + kw:
-            return _WINDOW
-        inside = ph <= r < height - ph and pw <= c < width - pw
-        return _WHITE if inside else _PADDING
-
-    _draw_grid(draw, font, channel, origin, cell, colour)
-    left, top = origin
-    draw.rectangle((left + col * cell, top + row * cell, left + (col + kw) * cell,
-                    top + (row + kh) * cell), outline=_EDGE, width=3)
-
-
-# ----------------------------------------------------------------------------
-# The command line: tinyconv explain conv | conv-backward | pool
-# ----------------------------------------------------------------------------
-
-ARRAY_HELP = ("a nested list such as '[[1, 2], [3, 4]]' or a .npy file")
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the topics of ``tinyconv explain`` (conv, conv-backward, pool) to ``parser``."""
-    topics = parser.add_subparsers(dest="topic", metavar="TOPIC", required=True)
-
-    conv = topics.add_parser(
-        "conv", help="a conv layer's forward pass, every value written out",
-        description="A conv layer's forward pass as the tutorial writes it (eq. 4.1-4.4): "
-                    "the output size, every a_{i,j} as products, sum, bias and "
-                    "activation, and the feature maps. Without arguments: the tutorial's "
-                    "5x5 image and 3x3 filter, bias 0, ReLU.")
-    _add_conv_layer_arguments(conv, "the input: (H, W) or (D, H, W); " + ARRAY_HELP +
-                              " (default: the tutorial's 5x5 image)",
-                              "one filter (KH, KW) or (D, KH, KW), or several "
-                              "(N, D, KH, KW); " + ARRAY_HELP +
-                              " (default: the tutorial's 3x3 filter)")
-    conv.add_argument("--bias", default="0", metavar="B",
-                      help="a number for every filter, or one per filter such as '[0, 1]' "
-                           "(default: 0)")
-    conv.add_argument("--activation", choices=tuple(ACTIVATIONS), default="relu",
-                      help="the activation f (default: relu)")
-    conv.add_argument("--gif", type=Path, metavar="FILE",
-                      help="also draw the computation as an animated GIF, one frame per "
-                           "output value (needs Pillow)")
-    conv.set_defaults(explain=_run_conv)
-
-    backward = topics.add_parser(
-        "conv-backward", help="δ passed back through a conv layer, and its gradients",
-        description="The sensitivity map δ passed back through a conv layer as the tutorial "
-                    "derives it (eq. 5.1-5.3): expanded by the stride, zero-padded, "
-                    "cross-correlated with the filter rotated by 180°, summed over the "
-                    "filters and cropped; then the weight and bias gradients. The "
-                    "tutorial's own example (3x3 input, 2x2 filter, 2x2 δ) is drawn with "
-                    "symbols only; without arguments its shapes are filled with the input "
-                    "1..9, the filter [[1, 2], [3, 4]] and δ [[10, 100], [1000, 10000]].")
-    source = backward.add_mutually_exclusive_group()
-    _add_conv_layer_arguments(backward, "the layer's input a^{l-1}: (H, W) or (D, H, W); " +
-                              ARRAY_HELP + " (default: 1..9 as 3x3)",
-                              "(KH, KW), (D, KH, KW) or (N, D, KH, KW); " + ARRAY_HELP +
-                              " (default: [[1, 2], [3, 4]])", input_group=source)
-    backward.add_argument("--delta", metavar="ARRAY",
-                          help="δ^l, the sensitivity map of the layer's output: (H2, W2) or "
-                               "(N, H2, W2); " + ARRAY_HELP + " (default: the example's, "
-                               "or 1, 2, 3, ... in the output's shape)")
-    source.add_argument("--net", metavar="ARRAY",
-                        help="instead of --input: net^{l-1}, the previous layer's net input; "
-                             "the input is then a^{l-1} = f(net^{l-1}) and δ^{l-1} is "
-                             "multiplied by f'(net^{l-1}) (eq. 5.2)")
-    backward.add_argument("--activation", choices=("relu", "sigmoid", "tanh"),
-                          default="relu",
-                          help="the previous layer's activation f, with --net "
-                               "(default: relu)")
-    backward.set_defaults(explain=_run_conv_backward)
-
-    pool = topics.add_parser(
-        "pool", help="max and mean pooling, forward and backward",
-        description="Max and mean pooling, forward and backward, window by window: where "
-                    "each δ goes, and the Kronecker form δ ⊗ (1/n²) of mean pooling. "
-                    "The tutorial's 4x4 example is a picture; without arguments this "
-                    "uses the 4x4 input [[1,1,2,4],[5,6,7,8],[3,2,1,0],[1,2,3,4]] "
-                    "and δ [[4, 8], [12, 16]].")
-    pool.add_argument("--input", metavar="ARRAY",
-                      help="(H, W) or (D, H, W); " + ARRAY_HELP + " (default: the 4x4 example)")
-    pool.add_argument("--size", type=int, default=2, metavar="N",
-                      help="the window is N x N (default: 2)")
-    pool.add_argument("--stride", type=int, metavar="S",
-                      help="(default: the window size, so the windows tile the input)")
-    pool.add_argument("--delta", metavar="ARRAY",
-                      help="δ^l of the pooled output: (H2, W2) or (D, H2, W2); " + ARRAY_HELP +
-                           " (default: the example's, or 1, 2, 3, ...)")
-    pool.set_defaults(explain=_run_pool)
-
-
-def _add_conv_layer_arguments(parser, input_help: str, filter_help: str,
-                              input_group=None) -> None:
-    (input_group or parser).add_argument("--input", metavar="ARRAY", help=input_help)
-    parser.add_argument("--filter", "--filters", dest="filters", metavar="ARRAY",
-                        help=filter_help)
-    parser.add_argument("--stride", type=int, default=1, metavar="S", help="(default: 1)")
-    parser.add_argument("--padding", type=int, default=0, metavar="P",
-                        help="rings of zeros around the input (default: 0)")
-
-
-def run(args: argparse.Namespace) -> int:
-    """Run ``tinyconv explain TOPIC``: print the explanation (and write the GIF)."""
-    print(args.explain(args), end="")
-    return 0
-
-
-def _given(text, name: str, default):
-    return default if text is None else parse_array(text, name)
-
-
-def _run_conv(args) -> str:
-    x = _given(args.input, "--input", TUTORIAL_IMAGE)
-    filters = _given(args.filters, "--filter", TUTORIAL_FILTER)
-    bias = parse_array(args.bias, "--bias")
-    # The explanation first: it checks every argument before the GIF is drawn.
-    text = explain_conv(x, filters, bias, args.stride, args.padding, args.activation)
-    if args.gif is not None:
-        frames = conv_gif(args.gif, x, filters, bias, args.stride, args.padding,
-                          args.activation)
-        text += f"\nWrote {args.gif} ({frames} frames)\n"
-    return text
-
-
-def _run_conv_backward(args) -> str:
-    filters = _given(args.filters, "--filter", BACKWARD_FILTER)
-    delta = _given(args.delta, "--delta", None)
-    if args.net is None:
-        x = _given(args.input, "--input", BACKWARD_INPUT)
-        return explain_conv_backward(x, filters, delta, args.stride, args.padding)
-    net = parse_array(args.net, "--net")
-    f, _ = ACTIVATIONS[args.activation]
-    return explain_conv_backward(f(net), filters, delta, args.stride, args.padding,
-                                 net_prev=net, activation=args.activation)
-
-
-def _run_pool(args) -> str:
-    x = _given(args.input, "--input", POOL_INPUT)
-    delta = _given(args.delta, "--delta", None)
-    return explain_pool(x, args.size, args.stride, delta)

@@ -57,6 +57,7 @@ __all__ = [
     "conv_backward_delta",
     "conv_weight_gradient",
     "conv_bias_gradient",
+    "window_argmax",
     "max_pool_forward",
     "max_pool_backward",
     "mean_pool_forward",
@@ -534,7 +535,7 @@ def _pool_arguments(x, kernel_size, stride, padding, name: str):
     return x, kernel, stride, padding, out_hw
 
 
-def _window_argmax(channel: np.ndarray, i: int, j: int, kernel, stride) -> tuple[int, int]:
+def window_argmax(channel: np.ndarray, i: int, j: int, kernel, stride) -> tuple[int, int]:
     """Row and column of the maximum of window (i, j) of a padded channel.
 
     Offsets are visited in row-major order and only a strictly larger value
@@ -571,7 +572,7 @@ def max_pool_forward(x, kernel_size, stride=None, padding=0) -> np.ndarray:
     for d in range(x.shape[0]):
         for i in range(h2):
             for j in range(w2):
-                out[d, i, j] = x_padded[d][_window_argmax(x_padded[d], i, j, kernel, stride)]
+                out[d, i, j] = x_padded[d][window_argmax(x_padded[d], i, j, kernel, stride)]
     return out
 
 
@@ -599,7 +600,7 @@ def max_pool_backward(x, delta, kernel_size, stride=None, padding=0) -> np.ndarr
     for d in range(x.shape[0]):
         for i in range(h2):
             for j in range(w2):
-                r, c = _window_argmax(x_padded[d], i, j, kernel, stride)
+                r, c = window_argmax(x_padded[d], i, j, kernel, stride)
                 grad_padded[d, r, c] += delta[d, i, j]
     return _crop(grad_padded, padding, x.shape)
 

@@ -1,0 +1,69 @@
+"""The ``tinyconv`` command line: train a CNN, evaluate it, ask it about pictures.
+
+::
+
+    tinyconv train    [--data NAME|DIR] [--arch PRESET|SPEC] [--epochs N] ... [--out DIR]
+    tinyconv evaluate MODEL [--data NAME|DIR] [--json] [--flip-average]
+    tinyconv predict  MODEL IMAGE... [--top K] [--flip-average]
+    tinyconv summary  PRESET|SPEC|MODEL
+    tinyconv explain  conv|conv-backward|pool [--input ARRAY] ...
+    tinyconv visualize MODEL|RUN_DIR [--what PICTURE|all] [--image FILE|--index N] [--out DIR]
+    tinyconv report   RUN_DIR [--out FILE]
+    tinyconv bench    [--batch N...] [--epoch] [--json FILE]
+
+Each subcommand is a module of this package with a :class:`~.common.Command`
+named ``COMMAND``: its name, a function that adds its arguments to an argparse
+parser and a function that runs it. A command parses, calls the library and
+prints; the work itself is done by the library, and can be done from Python
+the same way. A new subcommand is one more module, listed in :data:`COMMANDS`.
+
+Exit status: 0 on success; 1 when training diverged; 2 on bad usage or bad
+input, with one line ``tinyconv: error: ...`` on stderr and never a
+traceback; 130 when interrupted with Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..training.loop import TrainingDiverged
+from . import bench, evaluate, explain, predict, report, summary, train, visualize
+from .common import (BAD_INPUT_ERRORS, EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_OK,
+                     PROG, Command, Parser, UsageError, error_text)
+
+__all__ = ["Command", "COMMANDS", "build_parser", "main"]
+
+COMMANDS: list[Command] = [module.COMMAND for module in (
+    train, evaluate, predict, summary, explain, visualize, report, bench)]
+
+
+def build_parser(commands=COMMANDS) -> argparse.ArgumentParser:
+    """The ``tinyconv`` parser with one subparser per :class:`Command`."""
+    parser = Parser(prog=PROG, description="A CNN from scratch in NumPy: train it, "
+                                           "evaluate it, ask it about your pictures.",
+                    epilog="exit status: 0 success, 1 training diverged, 2 bad usage "
+                           "or input, 130 interrupted")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for command in commands:
+        sub = subparsers.add_parser(command.name, help=command.help,
+                                    description=command.description)
+        command.add_arguments(sub)
+        sub.set_defaults(run=command.run)
+    return parser
+
+
+def main(argv=None) -> int:
+    """Run ``tinyconv`` with ``argv`` (default: ``sys.argv[1:]``); return the exit status."""
+    try:
+        args = build_parser().parse_args(argv)
+        return args.run(args) or EXIT_OK
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except TrainingDiverged as error:
+        print(f"{PROG}: error: {error_text(error)}", file=sys.stderr)
+        return EXIT_DIVERGED
+    except (UsageError, *BAD_INPUT_ERRORS) as error:
+        print(f"{PROG}: error: {error_text(error)}", file=sys.stderr)
+        return EXIT_BAD_INPUT

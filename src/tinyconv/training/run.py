@@ -1,0 +1,163 @@
+"""A whole training run, as ``tinyconv train`` does it, callable from Python.
+
+:func:`train` resolves the model (a preset or a spec), takes the preset's
+recipe with any setting given in its place, loads the data and its test
+split, holds out validation images, fits the normalisation on the training
+images, trains with :func:`~tinyconv.training.loop.fit`, evaluates on the test
+set and saves ``model.npz`` next to the checkpoint and history. The command
+line only parses its options into these arguments and prints what comes back.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..data.datasets import KNOWN
+from ..data.loader import Augment, Normalization, train_val_split
+from ..data.splits import training_splits
+from ..models.presets import CUSTOM_RECIPE, PRESETS, preset_name, resolve
+from ..models.serialize import MODEL_FILE, save_model
+from ..models.spec import build, input_shape
+from ..nn.layers import Module
+from . import optim
+from .evaluation import Evaluation, evaluate
+from .history import History
+from .loop import fit
+
+__all__ = ["train", "TrainingRun", "make_optimizer"]
+
+
+@dataclass
+class TrainingRun:
+    """What :func:`train` returns.
+
+    ``test`` is the final evaluation on the test set; ``test_flip_average``
+    the same with each image averaged with its flip (only for a model trained
+    with augmentation, else None). ``out`` is the run's directory, or None
+    when nothing was written.
+    """
+
+    model: Module
+    spec: str
+    classes: list[str]
+    normalization: Normalization
+    history: History
+    test: Evaluation
+    test_flip_average: Evaluation | None
+    metadata: dict
+    out: Path | None
+
+
+def make_optimizer(model: Module, settings: dict, momentum: float = 0.9):
+    """(optimizer, schedule or None) for ``model`` from a recipe's ``settings``."""
+    params = model.parameters()
+    if settings["optimizer"] == "adam":
+        optimizer = optim.Adam(params, lr=settings["lr"], weight_decay=settings["weight_decay"])
+    elif settings["optimizer"] == "sgd":
+        optimizer = optim.SGD(params, lr=settings["lr"], momentum=momentum,
+                              weight_decay=settings["weight_decay"])
+    else:
+        raise ValueError(f"optimizer must be 'sgd' or 'adam', got {settings['optimizer']!r}")
+    if settings["schedule"] == "step":
+        return optimizer, optim.StepLR(optimizer, step_size=math.ceil(settings["epochs"] / 3))
+    if settings["schedule"] == "cosine":
+        return optimizer, optim.CosineLR(optimizer, total_epochs=settings["epochs"])
+    if settings["schedule"] != "none":
+        raise ValueError(f"schedule must be 'none', 'step' or 'cosine', "
+                         f"got {settings['schedule']!r}")
+    return optimizer, None
+
+
+def train(arch: str = "default", data: str = "fashion-mnist", *, out=None,
+          epochs: int | None = None, batch_size: int = 64, optimizer: str | None = None,
+          lr: float | None = None, momentum: float = 0.9, weight_decay: float | None = None,
+          schedule: str | None = None, val_fraction: float | None = None,
+          augment: bool | None = None, max_shift: int | None = None,
+          patience: int | None = None, seed: int = 0, resume: bool = False,
+          limit_train: int | None = None, limit_test: int | None = None, data_dir=None,
+          download: bool = True, mirror: str | None = None, progress: bool = True,
+          log=print) -> TrainingRun:
+    """Train a model on ``data`` and evaluate it on the test set; return the run.
+
+    Args:
+        arch: a preset name (``tinyconv.PRESETS``) or a spec.
+        data: "fashion-mnist", "mnist" or a folder of images, one subfolder per
+            class (with train/ and test/ subfolders, or without: then a sixth
+            is held out as the test set, see :mod:`tinyconv.data.splits`).
+        out: the run's directory: checkpoint, history and ``model.npz`` go
+            there. None writes nothing.
+        epochs, optimizer, lr, weight_decay, schedule, val_fraction, augment,
+            max_shift: None takes the preset's recipe (:class:`Recipe`).
+        batch_size, momentum, patience, seed, resume: as :func:`fit` takes them.
+        limit_train, limit_test: use only the first N images (quick trials).
+        data_dir, download, mirror: where the dataset files are found
+            (:func:`tinyconv.data.datasets.load_dataset`).
+        progress: a progress bar per epoch on stderr; ``log`` gets each line
+            of news (``print`` by default).
+    """
+    spec = resolve(arch)
+    preset = preset_name(arch)
+    recipe = PRESETS[preset].recipe if preset else CUSTOM_RECIPE
+    settings = recipe.overridden(epochs=epochs, optimizer=optimizer, lr=lr,
+                                 weight_decay=weight_decay, schedule=schedule,
+                                 val_fraction=val_fraction, augment=augment,
+                                 max_shift=max_shift)
+    if patience and not settings["val_fraction"]:
+        why = f" (the {preset} preset trains on every image)" if val_fraction is None else ""
+        raise ValueError(f"--patience needs validation images, but --val-fraction is 0{why}; "
+                         f"give --val-fraction 0.1, say")
+    out = None if out is None else Path(out)
+    data, test, holdout = training_splits(data, input_shape(spec), seed=seed,
+                                          limit_train=limit_train, limit_test=limit_test,
+                                          log=log, data_dir=data_dir, download=download,
+                                          mirror=mirror)
+
+    rng = np.random.default_rng(seed)
+    train_idx, val_idx = train_val_split(len(data), settings["val_fraction"], rng)
+    train_data = data.subset(train_idx)
+    val_data = data.subset(val_idx) if len(val_idx) else None
+    normalization = Normalization.fit(train_data.images)
+    model = build(spec, rng=rng)
+    opt, scheduler = make_optimizer(model, settings, momentum)
+    augmentation = (Augment(max_shift=settings["max_shift"], hflip=True) if settings["augment"]
+                    else None)
+    n_params = sum(p.size for p in model.parameters())
+    log(f"model: {spec} ({n_params:,} parameters)")
+    log(f"data: {data.name}, {len(train_data)} training and {len(val_idx)} validation images; "
+        f"{settings['optimizer']} lr {settings['lr']:g}, {settings['epochs']} epochs, "
+        f"schedule {settings['schedule']}, augmentation {augmentation or 'off'}")
+    start = time.perf_counter()
+    history = fit(model, train_data, val_data, epochs=settings["epochs"], batch_size=batch_size,
+                  optimizer=opt, scheduler=scheduler, seed=seed, normalization=normalization,
+                  augment=augmentation, out_dir=out, resume=resume, patience=patience,
+                  spec=spec, classes=data.classes, log=log, progress=progress)
+    seconds = time.perf_counter() - start
+
+    result = evaluate(model, test, normalization)
+    # A model that learnt from flipped images is also scored on averaging
+    # each test image with its flip (evaluate --flip-average).
+    flip_result = (evaluate(model, test, normalization, flip_average=True)
+                   if augmentation else None)
+    metadata = {
+        "data": data.name if data.name in KNOWN else str(Path(data.name).resolve()),
+        "arch": arch, "epochs": len(history), "batch_size": batch_size,
+        "optimizer": settings["optimizer"], "lr": settings["lr"],
+        "weight_decay": settings["weight_decay"], "schedule": settings["schedule"],
+        "augment": bool(augmentation), "max_shift": settings["max_shift"], "seed": seed,
+        "train_images": len(train_data), "val_images": len(val_idx),
+        "train_seconds": round(seconds, 1), "test_accuracy": result.accuracy,
+        "test_loss": result.loss, "test_images": result.n,
+    }
+    if flip_result:
+        metadata["test_accuracy_flip_average"] = flip_result.accuracy
+    if holdout:
+        metadata["test_holdout"] = holdout
+    if out is not None:
+        save_model(out / MODEL_FILE, model, spec, data.classes, normalization, metadata)
+    return TrainingRun(model, spec, list(data.classes), normalization, history, result,
+                       flip_result, metadata, out)
