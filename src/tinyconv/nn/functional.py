@@ -73,12 +73,65 @@ __all__ = [
     "cross_entropy_backward",
     "mse_forward",
     "mse_backward",
+    "ConvCache",
+    "PoolCache",
+    "LinearCache",
+    "CrossEntropyCache",
     "BatchNormCache",
     "batch_norm2d_forward",
     "batch_norm2d_backward",
     "dropout_forward",
     "dropout_backward",
 ]
+
+
+# ----------------------------------------------------------------------------
+# What each forward keeps for its backward
+# ----------------------------------------------------------------------------
+
+class ConvCache(NamedTuple):
+    """What :func:`conv2d_forward` keeps for its backward."""
+
+    x_shape: tuple          # (C, H, W, N), the input's
+    fields: np.ndarray      # (OH, K, OW·N), the receptive fields, a view of the width columns
+    weight: np.ndarray      # (F, C, KH, KW), in the input's dtype
+    stride: tuple           # (SH, SW)
+    padding: tuple          # (PH, PW)
+    out_hw: tuple           # (OH, OW)
+    has_bias: bool
+
+
+class PoolCache(NamedTuple):
+    """What :func:`max_pool2d_forward` and :func:`avg_pool2d_forward` keep.
+
+    Max pooling keeps its padded input ``xp`` (C, HP, WP, N) and output
+    ``out`` (C, OH, OW, N) to find each window's maximum again; mean pooling
+    needs only the shapes, and keeps None there.
+    """
+
+    x_shape: tuple          # (C, H, W, N)
+    dtype: np.dtype
+    kernel: tuple           # (KH, KW)
+    stride: tuple           # (SH, SW)
+    padding: tuple          # (PH, PW)
+    out_hw: tuple           # (OH, OW)
+    xp: np.ndarray | None = None
+    out: np.ndarray | None = None
+
+
+class LinearCache(NamedTuple):
+    """What :func:`linear_forward` keeps for its backward."""
+
+    x: np.ndarray           # (in_features, N)
+    weight: np.ndarray      # (out_features, in_features), in the input's dtype
+    has_bias: bool
+
+
+class CrossEntropyCache(NamedTuple):
+    """What :func:`cross_entropy_forward` keeps for its backward."""
+
+    log_probs: np.ndarray   # (N, classes)
+    labels: np.ndarray      # (N,)
 
 
 # ----------------------------------------------------------------------------
@@ -270,7 +323,7 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0):
     if bias is not None:
         out += bias.astype(x.dtype, copy=False)[:, None, None]
     # The fields view keeps the width columns alive for the backward.
-    cache = (x.shape, fields, weight, stride, padding, (oh, ow), bias is not None)
+    cache = ConvCache(x.shape, fields, weight, stride, padding, (oh, ow), bias is not None)
     return out.reshape(f, oh, ow, n), cache
 
 
@@ -368,7 +421,7 @@ def max_pool2d_forward(x, kernel_size, stride=None, padding=0):
         for j in range(kernel[1]):
             if i or j:
                 np.maximum(out, xp[_window(i, j, out_hw, stride)], out=out)
-    return out, (xp, out, kernel, stride, padding, out_hw)
+    return out, PoolCache(x.shape, x.dtype, kernel, stride, padding, out_hw, xp, out)
 
 
 def max_pool2d_backward(grad_out, cache):
@@ -386,7 +439,8 @@ def max_pool2d_backward(grad_out, cache):
     Returns:
         grad_x: (C, H, W, N).
     """
-    xp, out, kernel, stride, padding, out_hw = cache
+    xp, out, kernel, stride, padding, out_hw = (cache.xp, cache.out, cache.kernel, cache.stride,
+                                                cache.padding, cache.out_hw)
     grad_out = check_grad(grad_out, out.shape, xp.dtype, "max_pool2d")
     overlapping = stride[0] < kernel[0] or stride[1] < kernel[1]
     # When the windows tile the padded input exactly, the loop below writes
@@ -439,7 +493,7 @@ def avg_pool2d_forward(x, kernel_size, stride=None, padding=0):
             if i or j:
                 out += xp[_window(i, j, out_hw, stride)]
     out *= out.dtype.type(1.0 / (kernel[0] * kernel[1]))
-    return out, (x.shape, x.dtype, kernel, stride, padding, out_hw)
+    return out, PoolCache(x.shape, x.dtype, kernel, stride, padding, out_hw)
 
 
 def avg_pool2d_backward(grad_out, cache):
@@ -456,7 +510,7 @@ def avg_pool2d_backward(grad_out, cache):
     Returns:
         grad_x: (C, H, W, N).
     """
-    x_shape, dtype, kernel, stride, padding, out_hw = cache
+    x_shape, dtype, kernel, stride, padding, out_hw, _, _ = cache
     c, h, w, n = x_shape
     grad_out = check_grad(grad_out, (c, *out_hw, n), dtype, "avg_pool2d")
     (kh, kw), (oh, ow), (ph, pw) = kernel, out_hw, padding
@@ -505,7 +559,7 @@ def linear_forward(x, weight, bias=None):
     out = w @ x
     if bias is not None:
         out += bias.astype(x.dtype, copy=False)[:, None]
-    return out, (x, w, bias is not None)
+    return out, LinearCache(x, w, bias is not None)
 
 
 def linear_backward(grad_out, cache, input_grad=True):
@@ -632,7 +686,7 @@ def cross_entropy_forward(logits, labels):
     log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
     rows = np.arange(n)
     loss = -float(log_probs[rows, labels].mean())
-    return loss, (log_probs, labels)
+    return loss, CrossEntropyCache(log_probs, labels)
 
 
 def cross_entropy_backward(cache):

@@ -433,7 +433,7 @@ def _backward_channel_lines(k, d, n_filters, depth, weights, expanded, padded) -
     rotated = R.rot180(weights)
     lines = [f"Step 3. Rotate the filter{of} by 180°:"] + _grid(rotated)
     lines.append("Step 4. Cross-correlate the padded map with the rotated filter: the full "
-                 f"convolution δ^l * W^l (eq. 5.2); δ·w, terms with δ = 0 left out:")
+                 "convolution δ^l * W^l (eq. 5.2); δ·w, terms with δ = 0 left out:")
     partial = R.full_convolution(expanded, weights)
     for s in range(partial.shape[0]):
         for t in range(partial.shape[1]):
