@@ -340,3 +340,18 @@ def test_a_refused_input_leaves_the_layer_as_it_was():
         layer(np.ones((1, 5, 4, 4)))
     np.testing.assert_array_equal(layer.weight.data, weight)
     assert layer.backward(np.ones(out.shape)).shape == (1, 2, 4, 4)
+
+
+@pytest.mark.parametrize("call", [
+    lambda x: F.conv2d_forward(x, np.ones((4, 3, 3, 3))),
+    lambda x: F.batch_norm2d_forward(x, np.ones(3)),
+], ids=["conv2d", "batch_norm2d"])
+def test_functional_refuses_batch_first_images(call):
+    # (N, C, H, W) with N = 5 and C = 3, as a layer would take it.
+    with pytest.raises(ValueError, match=r"takes \(C, H, W, N\), batch last.*looks batch first"):
+        call(np.zeros((5, 3, 8, 8)))
+
+
+def test_functional_refuses_batch_first_vectors():
+    with pytest.raises(ValueError, match=r"takes \(features, N\), batch last.*looks batch first"):
+        F.linear_forward(np.zeros((5, 7)), np.ones((2, 7)))

@@ -13,7 +13,8 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["as_float_array", "check_ndim", "check_grad", "pair", "check_int",
-           "conv_output_size", "check_kernel_fits", "check_pool_padding"]
+           "conv_output_size", "kernel_fits", "check_kernel_fits", "pool_padding_fits",
+           "check_pool_padding"]
 
 
 def as_float_array(value, name: str) -> np.ndarray:
@@ -103,6 +104,20 @@ def conv_output_size(size: int, kernel_size: int, stride: int, padding: int) -> 
     return (size - kernel_size + 2 * padding) // stride + 1
 
 
+def kernel_fits(input_hw: tuple[int, int], kernel: tuple[int, int],
+                padding: tuple[int, int]) -> bool:
+    """Whether a KH x KW kernel fits inside the padded (H, W) input, so that
+    eq. 4.2/4.3 give an output of at least one row and one column."""
+    (h, w), (kh, kw), (ph, pw) = input_hw, kernel, padding
+    return kh <= h + 2 * ph and kw <= w + 2 * pw
+
+
+def pool_padding_fits(kernel: tuple[int, int], padding: tuple[int, int]) -> bool:
+    """PyTorch's pooling rule: padding at most half the kernel (PH <= KH // 2,
+    PW <= KW // 2), so that no window is made of padding alone."""
+    return padding[0] <= kernel[0] // 2 and padding[1] <= kernel[1] // 2
+
+
 def check_kernel_fits(input_hw: tuple[int, int], kernel: tuple[int, int],
                       padding: tuple[int, int], name: str) -> None:
     """Raise ``ValueError`` if a KH x KW kernel is larger than the padded (H, W) input.
@@ -110,7 +125,7 @@ def check_kernel_fits(input_hw: tuple[int, int], kernel: tuple[int, int],
     Eq. 4.2 would otherwise give an output size of zero or less.
     """
     (h, w), (kh, kw), (ph, pw) = input_hw, kernel, padding
-    if kh > h + 2 * ph or kw > w + 2 * pw:
+    if not kernel_fits(input_hw, kernel, padding):
         raise ValueError(f"{name}: kernel {kh}x{kw} is larger than the padded input "
                          f"{h + 2 * ph}x{w + 2 * pw} (input {h}x{w}, padding {ph}, {pw})")
 
@@ -121,6 +136,6 @@ def check_pool_padding(kernel: tuple[int, int], padding: tuple[int, int], name: 
     PyTorch's rule: with PH <= KH // 2 (and PW likewise) every window holds
     at least one real input and none is made of padding alone.
     """
-    if padding[0] > kernel[0] // 2 or padding[1] > kernel[1] // 2:
+    if not pool_padding_fits(kernel, padding):
         raise ValueError(f"{name}: padding should be at most half the kernel size, "
                          f"got padding {padding} for kernel_size {kernel}")

@@ -36,6 +36,7 @@ from ..tutorial import reference
 from ..nn.layers import (AvgPool2d, BatchNorm2d, Conv2d, Dropout, Flatten, Identity, Linear,
                      MaxPool2d, ReLU, Sequential, Sigmoid, Tanh)
 from ..nn.losses import CrossEntropyLoss
+from ..training.loop import train_step
 from ..training.optim import SGD
 from ..models.presets import PRESETS
 from ..models.spec import build
@@ -136,15 +137,17 @@ def to_torch(model):
 # ----------------------------------------------------------------------------
 
 def lenet5_layers(batch: int):
-    """(name, tinyconv layer, input shape) for each layer of LeNet-5."""
-    fc_stack = Sequential(Flatten(), Linear(400, 120, rng=3), ReLU(),
-                          Linear(120, 84, rng=4), ReLU(), Linear(84, 10, rng=5))
+    """(name, tinyconv layer, input shape) for each layer of the lenet5 preset,
+    and a mean pooling of the same size as its first pooling."""
+    layers = list(build(PRESETS["lenet5"].spec, rng=0))
+    conv1, conv2 = [layer for layer in layers if isinstance(layer, Conv2d)]
+    flatten = next(i for i, layer in enumerate(layers) if isinstance(layer, Flatten))
     return [
-        ("conv 1->6 5x5 pad 2, 28x28", Conv2d(1, 6, 5, padding=2, rng=1), (batch, 1, 28, 28)),
-        ("conv 6->16 5x5, 14x14", Conv2d(6, 16, 5, rng=2), (batch, 6, 14, 14)),
+        ("conv 1->6 5x5 pad 2, 28x28", conv1, (batch, 1, 28, 28)),
+        ("conv 6->16 5x5, 14x14", conv2, (batch, 6, 14, 14)),
         ("max pool 2x2, 6x28x28", MaxPool2d(2), (batch, 6, 28, 28)),
         ("avg pool 2x2, 6x28x28", AvgPool2d(2), (batch, 6, 28, 28)),
-        ("fc 400-120-84-10", fc_stack, (batch, 16, 5, 5)),
+        ("fc 400-120-84-10", Sequential(*layers[flatten:]), (batch, 16, 5, 5)),
     ]
 
 
@@ -174,21 +177,22 @@ def _layer_candidates(layer, shape, with_torch: bool):
     return forward, both
 
 
-def _step_candidates(spec: str, batch: int, with_torch: bool):
-    """Training step (forward, loss, backward, SGD) and inference, both frameworks."""
+def step_setup(spec: str, batch: int):
+    """(model, images, labels, criterion, optimizer) for timing training steps of ``spec``."""
     model = build(spec, rng=0)
     rng = np.random.default_rng(0)
     x = rng.standard_normal((batch, 1, 28, 28)).astype(np.float32)
     y = rng.integers(0, 10, batch)
-    criterion = CrossEntropyLoss()
-    optimizer = SGD(model.parameters(), lr=0.01, momentum=0.9)
+    return model, x, y, CrossEntropyLoss(), SGD(model.parameters(), lr=0.01, momentum=0.9)
+
+
+def _step_candidates(spec: str, batch: int, with_torch: bool):
+    """Training step (forward, loss, backward, SGD) and inference, both frameworks."""
+    model, x, y, criterion, optimizer = step_setup(spec, batch)
 
     def step():
         model.train()
-        optimizer.zero_grad()
-        criterion.forward(model.forward(x), y)
-        model.backward(criterion.backward(), input_grad=False)  # as PyTorch: no δ for images
-        optimizer.step()
+        train_step(model, criterion, optimizer, x, y)
 
     def infer():
         model.eval()
@@ -253,21 +257,13 @@ def peak_rss_kib() -> int:
 
 
 _PEAK_SCRIPT = """
-import sys, numpy as np
-from tinyconv.app.bench import peak_rss_kib
+import sys
+from tinyconv.app.bench import peak_rss_kib, step_setup
 from tinyconv.models.presets import PRESETS
-from tinyconv.models.spec import build
-from tinyconv.nn.losses import CrossEntropyLoss
-from tinyconv.training.optim import SGD
-model = build(PRESETS[sys.argv[1]].spec, rng=0)
-batch = int(sys.argv[2])
-rng = np.random.default_rng(0)
-x = rng.standard_normal((batch, 1, 28, 28)).astype(np.float32)
-y = rng.integers(0, 10, batch)
-loss, opt = CrossEntropyLoss(), SGD(model.parameters(), lr=0.01, momentum=0.9)
+from tinyconv.training.loop import train_step
+model, x, y, criterion, optimizer = step_setup(PRESETS[sys.argv[1]].spec, int(sys.argv[2]))
 for _ in range(5):
-    opt.zero_grad(); loss.forward(model.forward(x), y)
-    model.backward(loss.backward(), input_grad=False); opt.step()
+    train_step(model, criterion, optimizer, x, y)
 print(peak_rss_kib())
 """
 

@@ -60,7 +60,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..checks import conv_output_size
+from ..checks import conv_output_size, kernel_fits, pool_padding_fits
 from ..nn.init import as_generator
 from ..nn.layers import (AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, Dropout, Flatten, Linear,
                      MaxPool2d, ReLU, Sequential, Sigmoid, Tanh)
@@ -513,7 +513,7 @@ def build(spec, *, rng=None, dtype=np.float32) -> Sequential:
         if kind in ("CONV", "MAXPOOL", "AVGPOOL"):
             c, h, w = shape
             k, s, p = element["kernel"], element["stride"], element["pad"]
-            if k > h + 2 * p or k > w + 2 * p:
+            if not kernel_fits((h, w), (k, k), (p, p)):
                 if element.optional:
                     continue
                 fail(f"{kind} kernel {k}x{k} does not fit the {h}x{w} map (padding {p}) "
@@ -530,7 +530,7 @@ def build(spec, *, rng=None, dtype=np.float32) -> Sequential:
                 layers.extend([act_layer] if act_layer else [])
                 shape = (element["filters"],) + out_hw
             else:
-                if p > k // 2:
+                if not pool_padding_fits((k, k), (p, p)):
                     fail(f"{kind} pad {p} is more than half its kernel {k}", element)
                 pool = MaxPool2d if kind == "MAXPOOL" else AvgPool2d
                 layers.append(pool(k, s, p))

@@ -143,6 +143,15 @@ IMAGES = "(C, H, W, N), batch last"
 VECTORS = "(features, N), batch last"
 
 
+def _refuse_batch_first(x: np.ndarray, width: int, layout: str, name: str) -> None:
+    """Raise when ``x`` has ``width`` on axis 1 rather than axis 0: it looks batch
+    first, as the layers take it, where this module wants the batch last."""
+    if x.ndim > 1 and x.shape[1] == width:
+        raise ValueError(f"{name} takes {layout}, but got shape {x.shape}, "
+                         f"which looks batch first: convert it with batch_last(x) (the "
+                         f"layers do this themselves)")
+
+
 def batch_last(x: np.ndarray) -> np.ndarray:
     """A batch-first array as a contiguous batch-last one: (N, C, H, W) -> (C, H, W, N).
 
@@ -281,6 +290,8 @@ def _row_windows(rows: np.ndarray, kh: int, sh: int, count: int) -> np.ndarray:
 def conv2d_forward(x, weight, bias=None, stride=1, padding=0):
     """A convolutional layer's net input for a batch: eq. 4.4, vectorised.
 
+    Batch last, this module's layout: x (C, H, W, N); the Conv2d layer takes NCHW.
+
     ``out[f, r, c, n] = Σ_d Σ_m Σ_n' weight[f, d, m, n'] ·
     xpad[d, r·S + m, c·S + n', n] + bias[f]``: cross-correlation, as the
     tutorial explains and every framework computes (the filter is not
@@ -303,6 +314,7 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0):
     check_ndim(weight, 4, "(F, C, KH, KW)", "conv2d weight")
     f, c, kh, kw = weight.shape
     if x.shape[0] != c:
+        _refuse_batch_first(x, c, IMAGES, "conv2d")
         raise ValueError(f"conv2d expected input with {c} channels, got {x.shape[0]}")
     if bias is not None:
         bias = as_float_array(bias, "conv2d bias")
@@ -329,6 +341,8 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0):
 
 def conv2d_backward(grad_out, cache, input_grad=True):
     """Gradients of a convolutional layer.
+
+    Batch last, this module's layout: δ (F, OH, OW, N).
 
     Args:
         grad_out: δ of this layer's output, (F, OH, OW, N).
@@ -400,6 +414,8 @@ def _pool_setup(x, kernel_size, stride, padding, name):
 def max_pool2d_forward(x, kernel_size, stride=None, padding=0):
     """Max pooling: every window of every channel gives its maximum.
 
+    Batch last, this module's layout: x (C, H, W, N); MaxPool2d takes NCHW.
+
     Padding adds rings of -inf (PyTorch's meaning), so a padded position never
     wins; the output size follows eq. 4.2.
 
@@ -426,6 +442,8 @@ def max_pool2d_forward(x, kernel_size, stride=None, padding=0):
 
 def max_pool2d_backward(grad_out, cache):
     """Max pooling backward: δ goes to the window's maximum, zeros elsewhere.
+
+    Batch last, this module's layout: δ (C, OH, OW, N).
 
     When a window holds several equal maxima the first in row-major order
     takes δ (the tutorial's code and the major frameworks agree); when windows
@@ -479,6 +497,8 @@ def _max_pool_block_backward(xp, out, grad_out, grad_xp, kernel, stride, out_hw,
 def avg_pool2d_forward(x, kernel_size, stride=None, padding=0):
     """Mean pooling: every window gives its average.
 
+    Batch last, this module's layout: x (C, H, W, N); AvgPool2d takes NCHW.
+
     Padding adds zeros, and they count in the average (PyTorch's default,
     ``count_include_pad=True``): every window divides by KH·KW.
 
@@ -498,6 +518,8 @@ def avg_pool2d_forward(x, kernel_size, stride=None, padding=0):
 
 def avg_pool2d_backward(grad_out, cache):
     """Mean pooling backward: each of a window's KH·KW inputs gets δ/(KH·KW).
+
+    Batch last, this module's layout: δ (C, OH, OW, N).
 
     Where the windows tile the input (stride equals kernel, no padding) this
     is the tutorial's Kronecker product δ ⊗ (1/n²)_{n×n}, done as a reshape
@@ -535,6 +557,8 @@ def avg_pool2d_backward(grad_out, cache):
 def linear_forward(x, weight, bias=None):
     """Fully connected layer for a batch: ``out = W · x + b``, a column per sample.
 
+    Batch last, this module's layout: x (in_features, N); Linear takes (N, in_features).
+
     Args:
         x: (in_features, N). weight: (out_features, in_features), PyTorch's
         layout, so that row j holds the weights into neuron j. bias:
@@ -548,6 +572,7 @@ def linear_forward(x, weight, bias=None):
     weight = as_float_array(weight, "linear weight")
     check_ndim(weight, 2, "(out_features, in_features)", "linear weight")
     if x.shape[0] != weight.shape[1]:
+        _refuse_batch_first(x, weight.shape[1], VECTORS, "linear")
         raise ValueError(f"linear expected input with {weight.shape[1]} features "
                          f"({weight.shape[1]}, N), got shape {x.shape}")
     if bias is not None:
@@ -564,6 +589,8 @@ def linear_forward(x, weight, bias=None):
 
 def linear_backward(grad_out, cache, input_grad=True):
     """Fully connected layer backward.
+
+    Batch last, this module's layout: δ (out_features, N).
 
     With δ = grad_out (out_features, N): the previous layer's δ before its
     f' is Wᵀ · δ, ∂E/∂W = δ · xᵀ (δ aᵀ summed over the batch), ∂E/∂b = Σ δ.
@@ -583,7 +610,10 @@ def linear_backward(grad_out, cache, input_grad=True):
 # ----------------------------------------------------------------------------
 
 def relu_forward(x):
-    """ReLU, f(x) = max(0, x). Returns (out, cache); any shape."""
+    """ReLU, f(x) = max(0, x). Returns (out, cache); any shape.
+
+    Any layout: it works element by element.
+    """
     x = as_float_array(x, "relu input")
     out = np.maximum(x, 0)
     return out, out
@@ -600,6 +630,8 @@ def relu_backward(grad_out, cache):
 
 def sigmoid_forward(x):
     """Sigmoid 1 / (1 + e^-x), computed so that no exp can overflow.
+
+    Any layout: it works element by element.
 
     For x >= 0 it uses 1/(1 + e^-x); for x < 0 the equal e^x/(1 + e^x). Both
     exponents are then <= 0, so inputs of ±1000 give exactly 1 and 0.
@@ -618,7 +650,10 @@ def sigmoid_backward(grad_out, cache):
 
 
 def tanh_forward(x):
-    """Hyperbolic tangent. Returns (out, cache); any shape."""
+    """Hyperbolic tangent. Returns (out, cache); any shape.
+
+    Any layout: it works element by element.
+    """
     x = as_float_array(x, "tanh input")
     out = np.tanh(x)
     return out, out
@@ -638,6 +673,8 @@ def tanh_backward(grad_out, cache):
 def softmax(logits) -> np.ndarray:
     """Class probabilities (N, classes) from logits (N, classes).
 
+    Batch first, (N, classes): a model's output as the layers give it.
+
     ``p[n, k] = exp(logits[n, k]) / Σ_j exp(logits[n, j])``. Each row is
     shifted by its maximum first, which leaves the ratio unchanged but keeps
     every exp at most 1, so logits of ±1000 cannot overflow. Each row sums to 1.
@@ -650,6 +687,8 @@ def softmax(logits) -> np.ndarray:
 
 def cross_entropy_forward(logits, labels):
     """Softmax and cross-entropy on logits, averaged over the batch.
+
+    Batch first, (N, classes): a model's output as the layers give it.
 
     ``loss = mean_n( logsumexp(logits[n]) - logits[n, labels[n]] )``, with the
     log-sum-exp shifted by each row's maximum so that no exp overflows: logits
@@ -701,6 +740,8 @@ def cross_entropy_backward(cache):
 
 def mse_forward(prediction, target):
     """Mean squared error over every element: ``mean((prediction - target)²)``.
+
+    Any layout: prediction and target have the same shape.
 
     Args:
         prediction, target: arrays of the same shape.
@@ -760,6 +801,8 @@ def _channel_vector(value, c: int, dtype, name: str) -> np.ndarray:
 def batch_norm2d_forward(x, weight, bias=None, mean=None, var=None, eps=1e-5):
     """Batch normalisation of every channel: ``out = gamma · x_hat + beta``.
 
+    Batch last, this module's layout: x (C, H, W, N); BatchNorm2d takes NCHW.
+
     ``x_hat = (x - mean) / sqrt(var + eps)``, per channel, over the batch and
     every position. With ``mean`` and ``var`` None the statistics are the
     batch's own, with the biased variance (training); given, they are used as
@@ -781,6 +824,8 @@ def batch_norm2d_forward(x, weight, bias=None, mean=None, var=None, eps=1e-5):
     c = x.shape[0]
     if (mean is None) != (var is None):
         raise ValueError("batch_norm2d needs both mean and var, or neither (batch statistics)")
+    if np.size(weight) != c:
+        _refuse_batch_first(x, np.size(weight), IMAGES, "batch_norm2d")
     weight = _channel_vector(weight, c, x.dtype, "batch_norm2d weight")
     if bias is not None:
         bias = _channel_vector(bias, c, x.dtype, "batch_norm2d bias")
@@ -819,6 +864,8 @@ def batch_norm2d_forward(x, weight, bias=None, mean=None, var=None, eps=1e-5):
 def batch_norm2d_backward(grad_out, cache):
     """Gradients of batch normalisation.
 
+    Batch last, this module's layout: δ (C, H, W, N).
+
     With g = grad_out and sums over the batch and positions of each channel
     (M values): ∂E/∂beta = Σ g, ∂E/∂gamma = Σ g·x_hat. With batch statistics
     the mean and variance depend on every input too, which gives
@@ -848,6 +895,8 @@ def batch_norm2d_backward(grad_out, cache):
 
 def dropout_forward(x, p, rng):
     """Inverted dropout for training: zero each value with probability ``p``.
+
+    Batch last, this module's layout: the mask is drawn in x's shape, batch last.
 
     The kept values are scaled by 1 / (1 - p), so every value's expectation
     is unchanged and evaluation needs no rescaling (it skips dropout).
