@@ -17,6 +17,17 @@ A test that reads the real Fashion-MNIST files of the Debian package
 When torch or the data set is missing, the test is skipped on a developer's
 machine but FAILS under CI (``CI=true``): there a missing oracle or data set
 must not pass quietly.
+
+Data policy: no test downloads anything. ``TINYCONV_NO_DOWNLOAD=1`` is set
+for the whole session, command-line subprocesses included; the tests of the
+download code serve their files from 127.0.0.1 and lift it themselves.
+
+One trained run is shared by every test that needs one: ``tutorial_run``, a
+session-scoped directory with the model.npz, checkpoint.npz and history of
+the tutorial preset after one epoch on 600 images.
+
+Tests slower than a few seconds are marked ``slow``; ``python -m pytest -m
+"not slow"`` runs the quick rest (README.md, Tests).
 """
 
 from __future__ import annotations
@@ -24,11 +35,17 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 INSTALL_TORCH = "pip install torch==2.13.0 (the CPU build; `make test` does it)"
 INSTALL_FASHION_MNIST = "apt-get install dataset-fashion-mnist (`.ci/run` does it)"
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+TEST_IMAGES = 200
+
+# Before any tinyconv import, and inherited by every subprocess.
+os.environ["TINYCONV_NO_DOWNLOAD"] = "1"
+
 FASHION_MNIST_FILES = tuple(f"{split}-{kind}-ubyte.gz" for split in ("train", "t10k")
                             for kind in ("images-idx3", "labels-idx1"))
 
@@ -84,3 +101,33 @@ def torch():
 def fashion_mnist_dir() -> Path:
     """The directory of the real Fashion-MNIST files; see :func:`require_fashion_mnist`."""
     return require_fashion_mnist()
+
+
+@pytest.fixture(scope="session")
+def tutorial_run(tmp_path_factory) -> Path:
+    """A training run directory shared by the whole session; see the module docstring."""
+    require_fashion_mnist()
+    return make_run(tmp_path_factory.mktemp("tutorial-run"))
+
+
+def make_run(out_dir):
+    """Train the tutorial preset for one epoch on 600 images into ``out_dir``
+    (model.npz, checkpoint.npz, history.json) and return ``out_dir``."""
+    from tinyconv import Adam, Normalization, build, evaluate, fit, load_dataset, resolve, save_model
+
+    train = load_dataset("fashion-mnist", "train")
+    test = load_dataset("fashion-mnist", "test").subset(np.arange(TEST_IMAGES))
+    spec = resolve("tutorial")
+    model = build(spec, rng=0)
+    data, val = train.subset(np.arange(600)), train.subset(np.arange(600, 800))
+    normalization = Normalization.fit(data.images)
+    history = fit(model, data, val, epochs=1, batch_size=50, seed=0,
+                  optimizer=Adam(model.parameters(), lr=3e-3),
+                  normalization=normalization, out_dir=out_dir, progress=False,
+                  log=lambda line: None, spec=spec, classes=train.classes)
+    result = evaluate(model, test, normalization)
+    save_model(out_dir / "model.npz", model, spec, train.classes, normalization,
+               {"data": "fashion-mnist", "epochs": len(history), "train_seconds": 1.5,
+                "test_accuracy": result.accuracy, "test_loss": result.loss,
+                "test_images": result.n})
+    return out_dir

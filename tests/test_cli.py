@@ -99,6 +99,23 @@ def test_train_beats_chance_and_saves_model_and_history(trained):
     assert [row["epoch"] for row in history] == [1]
 
 
+def test_python_train_is_the_command_line_train(trained):
+    """tinyconv.train with the options' values trains the very model the command does."""
+    work, model, _ = trained
+    script = ("import tinyconv; tinyconv.train('lenet5', limit_train=3000, limit_test=1000, "
+              "epochs=1, batch_size=32, lr=0.003, out='from-python', progress=False)")
+    done = subprocess.run([sys.executable, "-c", script], cwd=work, env=_env(work),
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    ours, theirs = (np.load(path, allow_pickle=False) for path in
+                    (model, work / "from-python" / "model.npz"))
+    state = [key for key in ours.files if key.startswith(("param/", "buffer/"))]
+    assert state and sorted(state) == sorted(k for k in theirs.files
+                                             if k.startswith(("param/", "buffer/")))
+    for key in state + ["normalization/mean", "normalization/std", "classes", "spec"]:
+        np.testing.assert_array_equal(ours[key], theirs[key], err_msg=key)
+
+
 def test_evaluate_json_agrees_with_its_confusion_matrix(trained):
     work, model, _ = trained
     result = tinyconv("evaluate", model, "--limit-test", "1000", "--json", cwd=work)
@@ -354,7 +371,8 @@ def test_failed_download_leaves_nothing_and_says_so(tmp_path):
         port = probe.getsockname()[1]
     mirror = f"http://127.0.0.1:{port}/"
     result = tinyconv("train", "--data", "mnist", "--data-dir", tmp_path / "empty",
-                      "--mirror", mirror, cwd=tmp_path)
+                      "--mirror", mirror, cwd=tmp_path,
+                      env=_env(tmp_path, TINYCONV_NO_DOWNLOAD="0"))
     assert_bad_input(result, "MNIST not found", "failed", mirror)
     cache = tmp_path / "cache" / "tinyconv" / "mnist"
     assert not cache.exists() or not any(cache.iterdir())

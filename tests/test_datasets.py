@@ -127,8 +127,12 @@ class QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 
 @pytest.fixture
-def mirror(tmp_path):
-    """A directory served over HTTP on 127.0.0.1; yields (directory, base URL)."""
+def mirror(tmp_path, monkeypatch):
+    """A directory served over HTTP on 127.0.0.1; yields (directory, base URL).
+
+    Downloads are allowed again for the test: they go to this local server.
+    """
+    monkeypatch.delenv("TINYCONV_NO_DOWNLOAD")
     served = tmp_path / "served"
     served.mkdir()
     handler = functools.partial(QuietHandler, directory=str(served))
@@ -177,6 +181,7 @@ def test_corrupt_download_leaves_nothing_behind(clean_env, mirror, monkeypatch):
 
 
 def test_server_down_says_where_it_looked_and_how_to_get_the_files(clean_env, monkeypatch):
+    monkeypatch.delenv("TINYCONV_NO_DOWNLOAD")  # the download is tried, from a dead local port
     with socket.socket() as probe:  # a port nothing listens on once the probe is closed
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -293,3 +298,10 @@ def test_missing_file_on_the_mirror_names_its_url(clean_env, mirror, monkeypatch
     with pytest.raises(DataNotFound) as caught:
         load_dataset("fashion-mnist", mirror=url)
     assert f"could not download {url}t10k-images-idx3-ubyte.gz: HTTP Error 404" in str(caught.value)
+
+
+def test_no_download_from_the_environment(clean_env, monkeypatch):
+    # The test suite's own policy (conftest.py), and an offline machine's.
+    monkeypatch.setenv("TINYCONV_NO_DOWNLOAD", "1")
+    with pytest.raises(DataNotFound, match="Fashion-MNIST not found"):
+        load_dataset("fashion-mnist", data_dir=clean_env / "user", mirror="http://127.0.0.1:9/")

@@ -25,7 +25,7 @@ import pytest
 from PIL import Image
 
 from conftest import running_in_ci
-from test_visualize import TEST_IMAGES, make_run, tinyconv
+from test_visualize import TEST_IMAGES, tinyconv
 from tinyconv.data.datasets import load_dataset
 from tinyconv.app.report import load_run, report_html
 from tinyconv.training.evaluation import predict_proba
@@ -34,8 +34,8 @@ CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    return make_run(tmp_path_factory.mktemp("run"))
+def run_dir(tutorial_run):
+    return tutorial_run
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import TEST_IMAGES
 from tinyconv import reference
 from tinyconv.training import optim
 from tinyconv.data.datasets import load_dataset
@@ -32,33 +33,11 @@ from tinyconv.training.loop import fit
 from tinyconv.app.visualize import (Picture, confusion_picture, curves_picture, feature_pictures,
                                 filter_pictures, mistakes_picture, model_mistakes)
 
-TEST_IMAGES = 200
-
-
-def make_run(out_dir):
-    """Train the tutorial preset for one epoch on 600 images into ``out_dir``
-    (model.npz, checkpoint.npz, history.json) and return ``out_dir``."""
-    train = load_dataset("fashion-mnist", "train")
-    test = load_dataset("fashion-mnist", "test").subset(np.arange(TEST_IMAGES))
-    spec = resolve("tutorial")
-    model = build(spec, rng=0)
-    data, val = train.subset(np.arange(600)), train.subset(np.arange(600, 800))
-    normalization = Normalization.fit(data.images)
-    history = fit(model, data, val, epochs=1, batch_size=50, seed=0,
-                  optimizer=optim.Adam(model.parameters(), lr=3e-3),
-                  normalization=normalization, out_dir=out_dir, progress=False,
-                  log=lambda line: None, spec=spec, classes=train.classes)
-    result = evaluate(model, test, normalization)
-    save_model(out_dir / "model.npz", model, spec, train.classes, normalization,
-               {"data": "fashion-mnist", "epochs": len(history), "train_seconds": 1.5,
-                "test_accuracy": result.accuracy, "test_loss": result.loss,
-                "test_images": result.n})
-    return out_dir
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    return make_run(tmp_path_factory.mktemp("run"))
+def run_dir(tutorial_run):
+    return tutorial_run
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,16 @@ from .nn.layers import (AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, Dropout, Fl
                         Linear, MaxPool2d, Module, Parameter, ReLU, Sequential, Sigmoid, Tanh)
 from .nn.losses import CrossEntropyLoss, MSELoss
 from .tutorial import reference
+# The training API: what the command line does, from Python.
+from .data.datasets import Dataset, load_dataset
+from .data.loader import Augment, Normalization
+from .models.presets import PRESETS, resolve
+from .models.serialize import load_model, save_model
+from .models.spec import build
+from .training.evaluation import evaluate, predict_proba
+from .training.loop import fit
+from .training.optim import SGD, Adam, CosineLR, StepLR
+from .training.run import train
 
 # ``import tinyconv.functional`` and ``from tinyconv.reference import ...`` keep
 # working: README.md documents both names, and outside code imports them.
@@ -33,4 +43,7 @@ __all__ = [
     "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "Conv2d", "CrossEntropyLoss", "Dropout",
     "Flatten", "Identity", "Linear", "MSELoss", "MaxPool2d", "Module", "Parameter", "ReLU",
     "Sequential", "Sigmoid", "Tanh", "functional", "gradcheck", "reference",
+    "Adam", "Augment", "CosineLR", "Dataset", "Normalization", "PRESETS", "SGD", "StepLR",
+    "build", "evaluate", "fit", "load_dataset", "load_model", "predict_proba", "resolve",
+    "save_model", "train",
 ]

@@ -14,7 +14,7 @@ import numpy as np
 
 __all__ = ["as_float_array", "check_ndim", "check_grad", "pair", "check_int",
            "conv_output_size", "kernel_fits", "check_kernel_fits", "pool_padding_fits",
-           "check_pool_padding"]
+           "check_pool_padding", "as_generator"]
 
 
 def as_float_array(value, name: str) -> np.ndarray:
@@ -139,3 +139,12 @@ def check_pool_padding(kernel: tuple[int, int], padding: tuple[int, int], name: 
     if not pool_padding_fits(kernel, padding):
         raise ValueError(f"{name}: padding should be at most half the kernel size, "
                          f"got padding {padding} for kernel_size {kernel}")
+
+
+def as_generator(rng) -> np.random.Generator:
+    """A Generator from a seed, a Generator, or None (fresh OS entropy)."""
+    if isinstance(rng, np.random.Generator):
+        return rng
+    if rng is None or (isinstance(rng, (int, np.integer)) and not isinstance(rng, bool)):
+        return np.random.default_rng(rng)
+    raise TypeError(f"rng must be an int seed, a numpy Generator or None, got {rng!r}")

@@ -15,7 +15,8 @@ Known datasets by name (:data:`KNOWN`) are looked for, in this order
 A directory of 1 or 2 may hold the four files itself or in a subfolder
 ``<name>``; the files may be gzipped (``train-images-idx3-ubyte.gz``) or not
 (``train-images-idx3-ubyte``). When none has them, :func:`load_dataset`
-downloads them from the dataset's official mirror into the cache, checks each
+downloads them (unless ``TINYCONV_NO_DOWNLOAD=1``) from the dataset's official
+mirror into the cache, checks each
 file's SHA-256 before anything is written, and writes it atomically, so a
 failed or corrupt download leaves nothing behind.
 
@@ -305,11 +306,18 @@ def load_dataset(name_or_dir, split: str = "train", data_dir=None, download: boo
                      "or the path of an existing image folder")
 
 
+def downloads_allowed(download: bool = True) -> bool:
+    """Whether a missing dataset may be downloaded: ``download``, unless the
+    environment says ``TINYCONV_NO_DOWNLOAD=1`` (machines that must stay
+    offline, and the test suite)."""
+    return download and os.environ.get("TINYCONV_NO_DOWNLOAD", "") not in ("1", "true")
+
+
 def _load_known(known: KnownDataset, split, data_dir, download, mirror, log) -> Dataset:
     try:
         directory = find_dataset_dir(known.name, data_dir)
     except DataNotFound:
-        if not download:
+        if not downloads_allowed(download):
             raise
         try:
             directory = download_dataset(known.name, mirror=mirror, log=log)

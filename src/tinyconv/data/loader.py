@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..checks import check_int
-from ..nn.init import as_generator
+from ..checks import as_generator
 
 __all__ = ["train_val_split", "Normalization", "Augment", "batches"]
 

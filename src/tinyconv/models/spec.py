@@ -61,7 +61,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..checks import conv_output_size, kernel_fits, pool_padding_fits
-from ..nn.init import as_generator
+from ..checks import as_generator
 from ..nn.layers import (AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, Dropout, Flatten, Linear,
                      MaxPool2d, ReLU, Sequential, Sigmoid, Tanh)
 

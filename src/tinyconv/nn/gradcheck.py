@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .init import as_generator
+from ..checks import as_generator
 
 
 def relative_error(analytic: np.ndarray, numeric: np.ndarray) -> float:

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..checks import as_generator
+
 INITS = ("he", "xavier")
 
 
@@ -26,15 +28,6 @@ def fans(shape: tuple[int, ...]) -> tuple[int, int]:
     """(fan_in, fan_out) of a weight of shape (out, in) or (out, in, KH, KW)."""
     receptive = int(np.prod(shape[2:])) if len(shape) > 2 else 1
     return shape[1] * receptive, shape[0] * receptive
-
-
-def as_generator(rng) -> np.random.Generator:
-    """A Generator from a seed, a Generator, or None (fresh OS entropy)."""
-    if isinstance(rng, np.random.Generator):
-        return rng
-    if rng is None or (isinstance(rng, (int, np.integer)) and not isinstance(rng, bool)):
-        return np.random.default_rng(rng)
-    raise TypeError(f"rng must be an int seed, a numpy Generator or None, got {rng!r}")
 
 
 def init_weight(shape: tuple[int, ...], init: str = "he", rng=None,

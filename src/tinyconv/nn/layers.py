@@ -25,9 +25,10 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from ..checks import as_float_array, check_grad, check_int, check_ndim, check_pool_padding, pair
+from ..checks import (as_float_array, as_generator, check_grad, check_int, check_ndim,
+                      check_pool_padding, pair)
 from . import functional as F
-from .init import as_generator, init_weight
+from .init import init_weight
 
 __all__ = [
     "Parameter", "Module", "Conv2d", "MaxPool2d", "AvgPool2d", "Linear", "Flatten",
