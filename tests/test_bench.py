@@ -1,6 +1,7 @@
 """The benchmark runs and reports every figure it promises (no timing is asserted)."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -77,3 +78,26 @@ def test_peak_memory_is_the_childs_own(torch):
     parent = bench.peak_rss_kib() / 1024
     child = bench.peak_training_memory("lenet5", 2)
     assert 10 < child < parent
+
+
+def test_results_tables_give_median_and_spread_of_the_runs(tmp_path, monkeypatch):
+    """benchmarks/results.py turns bench JSON into RESULTS.md's tables, in place."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "results.py"
+    spec = importlib.util.spec_from_file_location("results", path)
+    results = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(results)
+    page = tmp_path / "RESULTS.md"
+    page.write_text(f"# top\n{results.START}\nold\n{results.END}\nbottom\n")
+    monkeypatch.setattr(results, "RESULTS", page)
+    runs = []
+    for k, ratio in enumerate((0.9, 1.2, 1.0)):
+        run = {"machine": {"cpu": "test"}, "steps": [
+            {"name": "lenet5 training step", "batch": 64, "ratio": ratio}]}
+        (tmp_path / f"b{k}.json").write_text(json.dumps(run))
+        runs.append(str(tmp_path / f"b{k}.json"))
+    assert results.main(runs) == 0
+    text = page.read_text()
+    assert text.startswith("# top\n") and text.endswith("\nbottom\n") and "old" not in text
+    assert "| lenet5 training step | **1.00** (0.90-1.20) |" in text

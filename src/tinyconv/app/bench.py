@@ -68,9 +68,8 @@ def _calibrate(fn, budget: float) -> int:
 
 #: Seconds to wait before each timed block. A framework's idle threads keep
 #: spinning on the cores for a while after its last call (OpenBLAS's for 2^28
-#: processor cycles by default: one core stayed busy for 0.11 s after a
-#: product here, measured), so without this pause the next framework's first
-#: timed calls would share the cores with them.
+#: processor cycles by default), so without this pause the next framework's
+#: first timed calls would share the cores with them.
 SETTLE_S = 0.2
 
 

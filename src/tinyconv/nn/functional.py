@@ -25,14 +25,12 @@ K     C·KH·KW, the length of one receptive field
 
 The layer functions here keep the batch LAST: a batch of images is
 (C, H, W, N) and a batch of vectors (features, N), each sample a column, as
-the tutorial writes one sample (net = W·a + b). Two reasons, both measured:
-a kernel offset or a pooling window is then a slice of the outer H and W
-axes, so every copy in a convolution's columns and in pooling moves runs of
-OW·N numbers rather than rows of a dozen; and a convolution's matrix
-products yield this layout directly, so nothing is transposed between
-layers. Training steps ran 1.2x (batch 64) and 1.3x (batch 256) faster for
-LeNet-5, 1.3x and 1.5x for the default model, than the same code on NCHW
-arrays (2 threads, float32, measured). The layers of :mod:`tinyconv.nn.layers`
+the tutorial writes one sample (net = W·a + b). Two reasons: a kernel
+offset or a pooling window is then a slice of the outer H and W axes, so
+every copy in a convolution's columns and in pooling moves runs of OW·N
+numbers rather than rows of a dozen; and a convolution's matrix products
+yield this layout directly, so nothing is transposed between layers
+(benchmarks/RESULTS.md gives the speed-ups). The layers of :mod:`tinyconv.nn.layers`
 take and give PyTorch's batch-first NCHW and convert once, at the edges of
 a model; the losses take a model's batch-first output.
 
@@ -189,9 +187,7 @@ def _pad(x: np.ndarray, padding: tuple[int, int], value: float = 0.0) -> np.ndar
 #: Chains of element-wise passes (batch normalisation, max pooling's
 #: backward) run over blocks of channels of about this many bytes, so that
 #: every pass after a block's first finds the block in the CPU's cache rather
-#: than in memory. Measured inside training steps of the default model at
-#: batch 256 (16x28x28x256 float32): batch norm's forward and backward went
-#: from 19.4 to 13.7 ms, max pooling's backward from 11.4 to 8.9 ms.
+#: than in memory.
 BLOCK_BYTES = 1 << 19
 
 
@@ -238,10 +234,7 @@ def _window(i: int, j: int, out_hw: tuple[int, int], stride: tuple[int, int]):
 # One np.matmul runs the OH products inside BLAS. The weight gradient is the
 # same products transposed, and the input gradient the same scheme run
 # backwards (see conv2d_backward), so no matrix of KH·KW copies is ever
-# made. Against one product over a full im2col (and col2im for the input
-# gradient), training steps ran 1.31-1.37x faster for LeNet-5 at batch 256
-# and 1.20-1.24x at batch 64, 1.12-1.15x and 1.05-1.08x for the default
-# model (2 threads, float32, measured): 5x or 3x smaller columns stay in
+# made: columns 5x (5x5 kernels) or 3x (3x3) smaller than im2col's stay in
 # cache.
 
 def _width_columns(xp: np.ndarray, kw: int, sw: int, ow: int) -> np.ndarray:
@@ -430,8 +423,7 @@ def max_pool2d_forward(x, kernel_size, stride=None, padding=0):
     x, kernel, stride, padding, out_hw = _pool_setup(x, kernel_size, stride, padding,
                                                      "max_pool2d")
     xp = _pad(x, padding, value=-np.inf)
-    # One np.maximum per kernel offset over the whole batch; the probe in the
-    # performance issue measured this ~30x faster than reshape(...).max().
+    # One np.maximum per kernel offset over the whole batch: a few long passes.
     out = xp[_window(0, 0, out_hw, stride)].copy()
     for i in range(kernel[0]):
         for j in range(kernel[1]):
@@ -462,9 +454,7 @@ def max_pool2d_backward(grad_out, cache):
     grad_out = check_grad(grad_out, out.shape, xp.dtype, "max_pool2d")
     overlapping = stride[0] < kernel[0] or stride[1] < kernel[1]
     # When the windows tile the padded input exactly, the loop below writes
-    # every position once and the zeros can be skipped. With the masks
-    # updated in place this backward went from 6.1 to 5.7 ms (256x6x28x28
-    # float32, one thread, measured).
+    # every position once and the zeros can be skipped.
     tiled = stride == kernel and all(k * o == size for k, o, size
                                      in zip(kernel, out_hw, xp.shape[1:3]))
     grad_xp = np.empty_like(xp) if tiled else np.zeros_like(xp)
@@ -485,9 +475,8 @@ def _max_pool_block_backward(xp, out, grad_out, grad_xp, kernel, stride, out_hw,
             np.equal(xp[window], out, out=first)
             first &= free
             free ^= first
-            # δ times a 0/1 mask: 10x faster than np.where (measured 1.3 ms
-            # vs 0.11 ms on 6x28x28x64 float32). Apart, windows can be
-            # written in place; overlapping ones must add up.
+            # δ times a 0/1 mask, far faster than np.where. Apart, windows can
+            # be written in place; overlapping ones must add up.
             if overlapping:
                 grad_xp[window] += grad_out * first
             else:
@@ -623,8 +612,7 @@ def relu_backward(grad_out, cache):
     """ReLU backward: f'(x) is 1 where x > 0 and 0 elsewhere (at 0 too)."""
     out = cache
     grad_out = check_grad(grad_out, out.shape, out.dtype, "relu")
-    # δ times a 0/1 mask rather than np.where: 10x faster (measured 0.11 ms
-    # vs 1.3 ms on 64x6x28x28 float32).
+    # δ times a 0/1 mask: one multiplication, far faster than np.where.
     return grad_out * (out > 0)
 
 
@@ -851,9 +839,8 @@ def batch_norm2d_forward(x, weight, bias=None, mean=None, var=None, eps=1e-5):
         if batch_stats:
             var[k] = np.einsum("cm,cm->c", centred[k], centred[k]) / x.dtype.type(count)
         inv_std[k] = 1 / np.sqrt(var[k] + x.dtype.type(eps))
-        # gamma · x_hat as one product with gamma / std: x_hat itself is
-        # never stored, which saves a pass over the maps (the backward needs
-        # only sums): 6.1 to 5.1 ms on 64 images of 32x28x28, one thread.
+        # gamma · x_hat as one product with gamma / std: x_hat itself is never
+        # stored, which saves a pass over the maps (the backward needs only sums).
         np.multiply(centred[k], (weight[k] * inv_std[k])[:, None], out=out[k])
         if bias is not None:
             out[k] += bias[k, None]
