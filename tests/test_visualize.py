@@ -20,16 +20,11 @@ from PIL import Image
 
 from conftest import TEST_IMAGES
 from tinyconv import reference
-from tinyconv.training import optim
 from tinyconv.data.datasets import load_dataset
 from tinyconv.nn.layers import Conv2d
-from tinyconv.data.loader import Normalization
-from tinyconv.models.serialize import load_model, save_model
-from tinyconv.models.presets import resolve
-from tinyconv.models.spec import build
+from tinyconv.models.serialize import load_model
 from tinyconv.training.evaluation import evaluate, predict_proba
 from tinyconv.training.history import History
-from tinyconv.training.loop import fit
 from tinyconv.app.visualize import (Picture, confusion_picture, curves_picture, feature_pictures,
                                 filter_pictures, mistakes_picture, model_mistakes)
 

@@ -12,11 +12,9 @@ import io
 import numpy as np
 
 from . import reference as R
-from ..checks import pair
 from ..data.images import require_pillow
 from ..fileio import atomic_write_bytes
-from .explain import (TUTORIAL_FILTER, TUTORIAL_IMAGE, activation_functions, as_biases,
-                      as_filters, as_volume, fmt, index_text)
+from .explain import TUTORIAL_FILTER, TUTORIAL_IMAGE, conv_example, fmt, index_text
 
 __all__ = ["conv_gif"]
 
@@ -42,13 +40,8 @@ def conv_gif(path, x=TUTORIAL_IMAGE, filters=TUTORIAL_FILTER, biases=0.0, stride
 
     Arguments as :func:`explain_conv`. Returns the number of frames.
     """
-    x = as_volume(x, "input")
-    filters = as_filters(filters, "filter")
-    biases = as_biases(biases, filters.shape[0], "bias")
-    f, _ = activation_functions(activation)
-    feature_maps = R.conv_forward(x, filters, biases, stride, padding, activation=f)
-    (sh, sw), (ph, pw) = pair(stride, "stride", 1), pair(padding, "padding", 0)
-    x_padded = R.zero_pad(x, (ph, pw))
+    x, filters, biases, f, feature_maps, (sh, sw), (ph, pw), x_padded = conv_example(
+        x, filters, biases, stride, padding, activation)
     try:
         Image = require_pillow()
     except ImportError:

@@ -29,13 +29,15 @@ H2    output height, W2 output width (eq. 4.2 and 4.3)
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from . import reference as R
 from ..checks import as_float_array, pair
 
-__all__ = ["explain_conv", "explain_conv_backward", "explain_pool", "as_volume", "as_filters",
-           "as_biases", "activation_functions", "fmt", "index_text", "ACTIVATIONS"]
+__all__ = ["explain_conv", "explain_conv_backward", "explain_pool", "conv_example", "ConvExample",
+           "fmt", "index_text", "ACTIVATIONS"]
 
 # The tutorial's forward example (eq. 4.1): a 5x5 image and a 3x3 filter.
 TUTORIAL_IMAGE = np.array([[1, 1, 1, 0, 0],
@@ -79,7 +81,7 @@ ACTIVATIONS = {
 # Shaping the arrays given
 # ----------------------------------------------------------------------------
 
-def as_volume(array, name: str) -> np.ndarray:
+def _as_volume(array, name: str) -> np.ndarray:
     """(H, W) or (D, H, W) as a float64 (D, H, W) array."""
     array = as_float_array(array, name).astype(np.float64)
     if array.ndim == 2:
@@ -90,7 +92,7 @@ def as_volume(array, name: str) -> np.ndarray:
     return array
 
 
-def as_filters(array, name: str) -> np.ndarray:
+def _as_filters(array, name: str) -> np.ndarray:
     """One filter (KH, KW) or (D, KH, KW), or N filters (N, D, KH, KW), as 4-D."""
     array = as_float_array(array, name).astype(np.float64)
     if array.ndim in (2, 3):
@@ -102,7 +104,7 @@ def as_filters(array, name: str) -> np.ndarray:
     return array
 
 
-def as_biases(array, n_filters: int, name: str) -> np.ndarray:
+def _as_biases(array, n_filters: int, name: str) -> np.ndarray:
     """A number (the same bias for every filter) or one bias per filter, as (N,)."""
     array = as_float_array(array, name).astype(np.float64)
     if array.ndim == 0:
@@ -113,7 +115,7 @@ def as_biases(array, n_filters: int, name: str) -> np.ndarray:
     return array
 
 
-def activation_functions(name: str):
+def _activation_functions(name: str):
     """(f, f') for an activation name, or a ValueError naming the choices."""
     if name not in ACTIVATIONS:
         raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {name!r}")
@@ -196,6 +198,33 @@ def _size_line(axis: str, size: int, kernel: int, padding: int, stride: int) -> 
 # Convolution, forward
 # ----------------------------------------------------------------------------
 
+class ConvExample(NamedTuple):
+    """A conv layer's arrays as an explanation reads them, and its feature maps."""
+
+    x: np.ndarray               # (D, H, W)
+    filters: np.ndarray         # (N, D, KH, KW)
+    biases: np.ndarray          # (N,)
+    f: object                   # the activation function, or None
+    feature_maps: np.ndarray    # (N, H2, W2), computed by the reference
+    stride: tuple               # (SH, SW)
+    padding: tuple              # (PH, PW)
+    x_padded: np.ndarray        # (D, H + 2·PH, W + 2·PW)
+
+
+def conv_example(x, filters, biases, stride, padding, activation: str) -> ConvExample:
+    """Read and check a conv layer's arguments (as :func:`explain_conv` takes
+    them) and compute its feature maps with the reference; the reference
+    checks every shape and that the filter fits, before anything is written."""
+    x = _as_volume(x, "input")
+    filters = _as_filters(filters, "filter")
+    biases = _as_biases(biases, filters.shape[0], "bias")
+    f, _ = _activation_functions(activation)
+    feature_maps = R.conv_forward(x, filters, biases, stride, padding, activation=f)
+    stride, padding = pair(stride, "stride", 1), pair(padding, "padding", 0)
+    return ConvExample(x, filters, biases, f, feature_maps, stride, padding,
+                       R.zero_pad(x, padding))
+
+
 def explain_conv(x=TUTORIAL_IMAGE, filters=TUTORIAL_FILTER, biases=0.0, stride=1, padding=0,
                  activation: str = "relu") -> str:
     """A conv layer's forward pass written out, as the tutorial does for eq. 4.1/4.4.
@@ -213,15 +242,9 @@ def explain_conv(x=TUTORIAL_IMAGE, filters=TUTORIAL_FILTER, biases=0.0, stride=1
         ``a_{i,j}`` (``a_{k,i,j}`` for N > 1 filters) with its products, sum,
         bias and activation, and the N feature maps of H2 x W2.
     """
-    x = as_volume(x, "input")
-    filters = as_filters(filters, "filter")
-    biases = as_biases(biases, filters.shape[0], "bias")
-    f, _ = activation_functions(activation)
-    # The reference checks every shape and that the filter fits, before anything is written.
-    feature_maps = R.conv_forward(x, filters, biases, stride, padding, activation=f)
-    (sh, sw), (ph, pw) = pair(stride, "stride", 1), pair(padding, "padding", 0)
+    x, filters, biases, f, feature_maps, (sh, sw), (ph, pw), x_padded = conv_example(
+        x, filters, biases, stride, padding, activation)
     n_filters, depth, kh, kw = filters.shape
-    x_padded = R.zero_pad(x, (ph, pw))
 
     lines = [f"Convolution (eq. 4.1, 4.4): input {_shape(x.shape)} (D x H x W), "
              f"{n_filters} filter{'s' if n_filters > 1 else ''} {_shape(filters.shape[1:])}, "
@@ -320,21 +343,21 @@ def explain_conv_backward(x=BACKWARD_INPUT, filters=BACKWARD_FILTER, delta=None,
     Returns:
         The explanation, each step an array labelled with its equation.
     """
-    x = as_volume(x, "input")
-    filters = as_filters(filters, "filter")
+    x = _as_volume(x, "input")
+    filters = _as_filters(filters, "filter")
     n_filters, depth, kh, kw = filters.shape
     (sh, sw), (ph, pw) = pair(stride, "stride", 1), pair(padding, "padding", 0)
     # The forward pass checks the input, filters, stride and padding, and gives δ^l's shape.
     out_shape = R.conv_forward(x, filters, np.zeros(n_filters), (sh, sw), (ph, pw)).shape
     if delta is None:
         delta = _default_delta(x, filters, out_shape)
-    delta = as_volume(delta, "delta")
-    _, derivative = activation_functions(activation)
+    delta = _as_volume(delta, "delta")
+    _, derivative = _activation_functions(activation)
     if net_prev is not None:
         if derivative is None:
             raise ValueError("net_prev needs the previous layer's activation: relu, "
                              "sigmoid or tanh")
-        net_prev = as_volume(net_prev, "net")
+        net_prev = _as_volume(net_prev, "net")
     # The reference checks δ's shape against the layer and gives the final answers.
     grad_input = R.conv_backward_delta(delta, filters, x.shape, (sh, sw), (ph, pw))
     grad_weight = R.conv_weight_gradient(x, delta, (kh, kw), (sh, sw), (ph, pw))
@@ -464,7 +487,7 @@ def explain_pool(x=POOL_INPUT, size=2, stride=None, delta=None) -> str:
         maximum and for mean pooling shared by the n² inputs (the Kronecker
         product δ ⊗ (1/n²)_{n×n} when the windows tile the input).
     """
-    x = as_volume(x, "input")
+    x = _as_volume(x, "input")
     kh, kw = pair(size, "size", 1)
     sh, sw = (kh, kw) if stride is None else pair(stride, "stride", 1)
     max_out = R.max_pool_forward(x, (kh, kw), (sh, sw))
@@ -475,7 +498,7 @@ def explain_pool(x=POOL_INPUT, size=2, stride=None, delta=None) -> str:
         delta = POOL_DELTA
     elif delta is None:
         delta = np.arange(1.0, max_out.size + 1).reshape(max_out.shape)
-    delta = as_volume(delta, "delta")
+    delta = _as_volume(delta, "delta")
     max_back = R.max_pool_backward(x, delta, (kh, kw), (sh, sw))
     mean_back = R.mean_pool_backward(x, delta, (kh, kw), (sh, sw))
 
