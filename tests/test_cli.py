@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 from tinyconv.data.datasets import DataNotFound, load_dataset
+from tinyconv.models.serialize import load_model
 
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
                    "Sneaker", "Bag", "Ankle boot"]
@@ -415,3 +416,58 @@ def test_help_says_how_pictures_are_prepared(tmp_path):
         assert fragment in text
     train_help = " ".join(tinyconv("train", "--help", cwd=tmp_path).stdout.split())
     assert "--limit-train N" in train_help and "for quick trials" in train_help
+
+
+def _colour_folders(root: Path, classes: int, count: int, rng) -> None:
+    """``count`` 24x24 RGB PNGs in each of ``classes`` class folders."""
+    from PIL import Image
+
+    for k in range(classes):
+        folder = root / f"class{k}"
+        folder.mkdir(parents=True)
+        for i in range(count):
+            pixels = rng.integers(0, 60, (24, 24, 3), dtype=np.uint8)
+            pixels[4:20, 4:20, k % 3] = 220
+            Image.fromarray(pixels, "RGB").save(folder / f"{i}.png")
+
+
+@pytest.mark.parametrize("arch", ["default", "lenet5"])
+def test_a_preset_fits_itself_to_a_folder_of_three_colour_classes(tmp_path, arch):
+    """The last layer gets one unit per class, the input the pictures' channels
+    and --image-size; predict prepares pictures to what the model file records."""
+    _colour_folders(tmp_path / "pictures", 3, 8, np.random.default_rng(1))
+    result = tinyconv("train", "--data", "pictures", "--arch", arch, "--epochs", "1",
+                      "--batch-size", "8", "--image-size", "20", "--out", "run", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    loaded = load_model(tmp_path / "run" / "model.npz")
+    assert loaded.classes == ["class0", "class1", "class2"]
+    assert loaded.spec.startswith("INPUT(3,20,20) -> ") and loaded.spec.endswith("FC(3)")
+    predicted = tinyconv("predict", "run/model.npz", "pictures/class2/0.png", "--top", "3",
+                         cwd=tmp_path)
+    assert predicted.returncode == 0, predicted.stderr
+    assert len(predicted.stdout.splitlines()) == 4
+
+
+def test_a_spec_that_does_not_fit_the_data_is_refused_before_training(tmp_path):
+    _colour_folders(tmp_path / "pictures", 3, 4, np.random.default_rng(2))
+    result = tinyconv("train", "--data", "pictures", "--arch",
+                      "INPUT(3,20,20) -> CONV(4,3) -> FC(10)", "--out", "run", cwd=tmp_path)
+    line = assert_bad_input(result, "has 3 classes", "outputs 10 scores", "FC(3)")
+    assert "epoch" not in result.stdout, line
+    assert not (tmp_path / "run").exists()
+
+
+def test_image_size_is_refused_where_it_cannot_apply(tmp_path):
+    result = tinyconv("train", "--image-size", "32", "--no-download", cwd=tmp_path)
+    assert_bad_input(result, "fashion-mnist's images are 28x28", "--image-size")
+
+
+def test_a_closed_pipe_ends_quietly(tmp_path):
+    """`tinyconv summary lenet5 | head -0`: the reader is gone before anything is written."""
+    process = subprocess.Popen([sys.executable, "-m", "tinyconv", "summary", "lenet5"],
+                               cwd=tmp_path, env=_env(tmp_path), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    process.stdout.close()
+    stderr = process.stderr.read()
+    assert process.wait(timeout=60) == 141
+    assert stderr == ""

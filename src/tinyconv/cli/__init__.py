@@ -19,18 +19,20 @@ the same way. A new subcommand is one more module, listed in :data:`COMMANDS`.
 
 Exit status: 0 on success; 1 when training diverged; 2 on bad usage or bad
 input, with one line ``tinyconv: error: ...`` on stderr and never a
-traceback; 130 when interrupted with Ctrl-C.
+traceback; 130 when interrupted with Ctrl-C; 141 (128 + SIGPIPE, as Unix
+tools) when the output's reader went away, without a word.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from ..training.loop import TrainingDiverged
 from . import bench, evaluate, explain, predict, report, summary, train, visualize
-from .common import (BAD_INPUT_ERRORS, EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_OK,
-                     PROG, Command, Parser, UsageError, error_text)
+from .common import (BAD_INPUT_ERRORS, EXIT_BAD_INPUT, EXIT_BROKEN_PIPE, EXIT_DIVERGED,
+                     EXIT_INTERRUPTED, EXIT_OK, PROG, Command, Parser, UsageError, error_text)
 
 __all__ = ["Command", "COMMANDS", "build_parser", "main"]
 
@@ -57,7 +59,14 @@ def main(argv=None) -> int:
     """Run ``tinyconv`` with ``argv`` (default: ``sys.argv[1:]``); return the exit status."""
     try:
         args = build_parser().parse_args(argv)
-        return args.run(args) or EXIT_OK
+        status = args.run(args) or EXIT_OK
+        sys.stdout.flush()  # a closed pipe is found here, not at the interpreter's exit
+        return status
+    except BrokenPipeError:
+        # The reader went away (`tinyconv evaluate ... | head -2`): stop quietly, as
+        # Unix tools do, with stdout on /dev/null so that the final flush is quiet too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -3,7 +3,8 @@ options, and how an error becomes one line.
 
 Exit status: 0 on success; 1 when training diverged; 2 on bad usage or bad
 input, with one line ``tinyconv: error: ...`` on stderr and never a
-traceback; 130 when interrupted with Ctrl-C.
+traceback; 130 when interrupted with Ctrl-C; 141 when the output's reader
+went away (a closed pipe), quietly.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from ..models.spec import SpecError
 
 PROG = "tinyconv"
 
-EXIT_OK, EXIT_DIVERGED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_DIVERGED, EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 0, 1, 2, 130, 141
 
 # Errors that mean "the input was wrong": reported in one line, exit status 2.
 # The project's own (ModelFileError, SpecError, IdxError, CheckpointError) are

@@ -56,6 +56,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--patience", type=positive_int, metavar="N",
                         help="stop early after N epochs without a better validation "
                              "loss (default: never)")
+    parser.add_argument("--image-size", type=positive_int, metavar="N",
+                        help="with a preset and a folder of your own pictures: the side of "
+                             "the square the pictures are fitted into (default: 28)")
     parser.add_argument("--seed", type=natural, default=0,
                         help="seed of every random choice: the same seed gives the same "
                              "model, bit for bit (default: 0)")
@@ -75,6 +78,7 @@ def run(args: argparse.Namespace) -> int | None:
             weight_decay=args.weight_decay, schedule=args.schedule,
             val_fraction=args.val_fraction, augment=args.augment, max_shift=args.max_shift,
             patience=args.patience, seed=args.seed, resume=args.resume,
+            image_size=args.image_size,
             limit_train=args.limit_train, limit_test=args.limit_test, data_dir=args.data_dir,
             download=args.download, mirror=args.mirror, log=say,
             # The bar is for someone watching; a log gets each epoch's line on

@@ -42,7 +42,7 @@ import numpy as np
 
 from ..fileio import atomic_write_bytes
 from .idx import read_idx
-from .images import IMAGE_SUFFIXES, prepare_image
+from .images import IMAGE_SUFFIXES, prepare_image, require_pillow
 
 __all__ = ["Dataset", "DataNotFound", "KnownDataset", "KNOWN", "SPLITS", "find_dataset_dir",
            "search_dirs", "download_dataset", "load_dataset", "load_image_folder"]
@@ -375,3 +375,28 @@ def load_image_folder(root, split: str = "train", *, size=(28, 28), channels: in
     if not images:
         raise DataNotFound(f"no PNG or JPEG images in the class folders of {folder}")
     return Dataset(np.stack(images), np.array(labels, np.int64), classes, str(root))
+
+
+#: Pillow modes without colour: such pictures make one-channel inputs.
+_GRAY_MODES = ("1", "L", "LA", "I", "I;16", "F")
+
+
+def image_folder_channels(root) -> int:
+    """3 when any picture of an image folder's training images is in colour, else 1.
+
+    Reads only each file's header (its mode), not its pixels; a file Pillow
+    cannot open is left for :func:`load_image_folder` to report.
+    """
+    Image = require_pillow()
+    root = Path(root)
+    train = root / "train" if (root / "train").is_dir() and (root / "test").is_dir() else root
+    for file in sorted(train.glob("*/*")):
+        if file.suffix.lower() not in IMAGE_SUFFIXES or file.name.startswith("."):
+            continue
+        try:
+            with Image.open(file) as picture:
+                if picture.mode not in _GRAY_MODES:
+                    return 3
+        except (OSError, ValueError, SyntaxError):
+            continue
+    return 1

@@ -11,11 +11,12 @@ are measured, and benchmarks/RESULTS.md records the runs.
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
-from .spec import format_spec
+from .spec import Element, format_spec, parse
 
-__all__ = ["Recipe", "Preset", "PRESETS", "CUSTOM_RECIPE", "resolve", "preset_name"]
+__all__ = ["Recipe", "Preset", "PRESETS", "CUSTOM_RECIPE", "resolve", "preset_name",
+           "fit_to_data"]
 
 
 @dataclass(frozen=True)
@@ -113,3 +114,29 @@ def resolve(arch: str) -> str:
         raise ValueError(f"unknown preset {arch.strip()!r}; presets: {', '.join(PRESETS)} "
                          f"(or a spec such as {PRESETS['tutorial'].spec!r})")
     return format_spec(arch)
+
+
+def fit_to_data(spec: str, *, channels: int | None = None, size: tuple[int, int] | None = None,
+                classes: int | None = None) -> str:
+    """A preset's spec fitted to the data, as torchvision's ``num_classes`` does.
+
+    ``channels`` and ``size`` (H, W) replace INPUT's; ``classes`` becomes the
+    number of units of the last layer, a fully connected one in every preset.
+    What is None stays as it is.
+    """
+    parsed = parse(spec)
+    head = dict(parsed.input.args)
+    if channels is not None:
+        head["channels"] = channels
+    if size is not None:
+        head["height"], head["width"] = size
+    body = list(parsed.body)
+    if classes is not None:
+        last = body[-1]
+        if not (isinstance(last, Element) and last.kind == "FC"):
+            raise ValueError(f"cannot fit {spec!r} to {classes} classes: it does not end "
+                             f"with a fully connected layer")
+        body[-1] = replace(last, args=tuple((name, classes if name == "units" else value)
+                                            for name, value in last.args))
+    return format_spec(replace(parsed, input=replace(parsed.input, args=tuple(head.items())),
+                               body=tuple(body)))

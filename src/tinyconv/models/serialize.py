@@ -38,8 +38,8 @@ from ..nn.layers import Module
 from ..data.loader import Normalization
 from .spec import build, format_spec, input_shape
 
-__all__ = ["FORMAT_VERSION", "MODEL_FILE", "ModelFileError", "LoadedModel", "save_model", "load_model",
-           "read_npz"]
+__all__ = ["FORMAT_VERSION", "MODEL_FILE", "ModelFileError", "LoadedModel", "save_model",
+           "load_model", "read_npz", "check_outputs"]
 
 FORMAT_VERSION = 1
 #: A model's file name inside a training run's directory.
@@ -140,13 +140,20 @@ def _state_arrays(model: Module) -> dict[str, np.ndarray]:
     return arrays
 
 
-def _check_outputs(model: Module, spec: str, classes: list[str]) -> None:
-    """The model must output one score per class name (one tiny forward pass)."""
+def check_outputs(model: Module, spec: str, classes, data: str | None = None) -> None:
+    """The model must output one score per class name (one tiny forward pass).
+
+    ``data`` names where the classes come from, for the message.
+    """
     with model.evaluating():
         outputs = model.forward(np.zeros((1,) + tuple(input_shape(spec)), np.float32)).shape[-1]
     if outputs != len(classes):
-        raise ValueError(f"the model outputs {outputs} scores but there are "
-                         f"{len(classes)} class names")
+        if data is None:
+            raise ValueError(f"the model outputs {outputs} scores but there are "
+                             f"{len(classes)} class names")
+        raise ValueError(f"{data} has {len(classes)} classes ({', '.join(map(str, classes))}), "
+                         f"but the spec outputs {outputs} scores: end it with "
+                         f"FC({len(classes)})")
 
 
 def save_model(path, model: Module, spec, classes, normalization: Normalization,
@@ -172,7 +179,7 @@ def save_model(path, model: Module, spec, classes, normalization: Normalization,
         build(text, rng=0).load_state_dict(model.state_dict())
     except ValueError as error:
         raise ValueError(f"the model does not fit the spec {text!r}: {error}") from None
-    _check_outputs(model, text, classes)
+    check_outputs(model, text, classes)
     try:
         metadata_json = json.dumps(metadata or {}, sort_keys=True, allow_nan=False)
     except (TypeError, ValueError) as error:
@@ -234,7 +241,7 @@ def load_model(path) -> LoadedModel:
                              f"{error}") from None
     classes = [str(name) for name in arrays["classes"]]
     try:
-        _check_outputs(model, text, classes)
+        check_outputs(model, text, classes)
     except ValueError as error:
         raise ModelFileError(f"{path} does not fit together: {error}") from None
     try:

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.datasets import KNOWN
+from ..data.datasets import KNOWN, image_folder_channels
 from ..data.loader import Augment, Normalization, train_val_split
 from ..data.splits import training_splits
-from ..models.presets import CUSTOM_RECIPE, PRESETS, preset_name, resolve
-from ..models.serialize import MODEL_FILE, save_model
+from ..models.presets import CUSTOM_RECIPE, PRESETS, fit_to_data, preset_name, resolve
+from ..models.serialize import MODEL_FILE, check_outputs, save_model
 from ..models.spec import build, input_shape
 from ..nn.layers import Module
 from . import optim
@@ -73,16 +73,40 @@ def make_optimizer(model: Module, settings: dict, momentum: float = 0.9):
     return optimizer, None
 
 
+def _fit_input(spec: str, preset: str | None, data: str, image_size: int | None) -> str:
+    """A preset's input fitted to an image folder's pictures; refuses an
+    ``image_size`` that cannot apply."""
+    if image_size is not None and not preset:
+        raise ValueError(f"--image-size fits a preset to your pictures; a spec gives its "
+                         f"own size in INPUT(channels, height, width), got {image_size}")
+    if data in KNOWN:
+        if image_size is not None and (image_size, image_size) != input_shape(spec)[1:]:
+            raise ValueError(f"{data}'s images are {input_shape(spec)[1]}x"
+                             f"{input_shape(spec)[2]}; --image-size is for a folder of "
+                             f"your own pictures, got {image_size}")
+        return spec
+    if not preset or not Path(data).is_dir():
+        return spec
+    size = None if image_size is None else (image_size, image_size)
+    return fit_to_data(spec, channels=image_folder_channels(data), size=size)
+
+
 def train(arch: str = "default", data: str = "fashion-mnist", *, out=None,
           epochs: int | None = None, batch_size: int = 64, optimizer: str | None = None,
           lr: float | None = None, momentum: float = 0.9, weight_decay: float | None = None,
           schedule: str | None = None, val_fraction: float | None = None,
           augment: bool | None = None, max_shift: int | None = None,
           patience: int | None = None, seed: int = 0, resume: bool = False,
-          limit_train: int | None = None, limit_test: int | None = None, data_dir=None,
+          image_size: int | None = None, limit_train: int | None = None, limit_test: int | None = None, data_dir=None,
           download: bool = True, mirror: str | None = None, progress: bool = True,
           log=print) -> TrainingRun:
     """Train a model on ``data`` and evaluate it on the test set; return the run.
+
+    A preset fits itself to the data, as torchvision's ``num_classes`` does:
+    its last layer gets one unit per class, and for an image folder its input
+    takes the pictures' channels (3 if any is in colour, else 1) and
+    ``image_size`` (default the preset's 28). A spec given as text is taken
+    as written, and refused before training when it does not fit the data.
 
     Args:
         arch: a preset name (``tinyconv.PRESETS``) or a spec.
@@ -94,6 +118,7 @@ def train(arch: str = "default", data: str = "fashion-mnist", *, out=None,
         epochs, optimizer, lr, weight_decay, schedule, val_fraction, augment,
             max_shift: None takes the preset's recipe (:class:`Recipe`).
         batch_size, momentum, patience, seed, resume: as :func:`fit` takes them.
+        image_size: the side of a preset's square input, for an image folder.
         limit_train, limit_test: use only the first N images (quick trials).
         data_dir, download, mirror: where the dataset files are found
             (:func:`tinyconv.data.datasets.load_dataset`).
@@ -112,6 +137,7 @@ def train(arch: str = "default", data: str = "fashion-mnist", *, out=None,
         raise ValueError(f"--patience needs validation images, but --val-fraction is 0{why}; "
                          f"give --val-fraction 0.1, say")
     out = None if out is None else Path(out)
+    spec = _fit_input(spec, preset, data, image_size)
     data, test, holdout = training_splits(data, input_shape(spec), seed=seed,
                                           limit_train=limit_train, limit_test=limit_test,
                                           log=log, data_dir=data_dir, download=download,
@@ -122,7 +148,10 @@ def train(arch: str = "default", data: str = "fashion-mnist", *, out=None,
     train_data = data.subset(train_idx)
     val_data = data.subset(val_idx) if len(val_idx) else None
     normalization = Normalization.fit(train_data.images)
+    if preset:
+        spec = fit_to_data(spec, classes=len(data.classes))
     model = build(spec, rng=rng)
+    check_outputs(model, spec, data.classes, data.name)
     opt, scheduler = make_optimizer(model, settings, momentum)
     augmentation = (Augment(max_shift=settings["max_shift"], hflip=True) if settings["augment"]
                     else None)
