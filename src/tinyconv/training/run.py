@@ -10,8 +10,11 @@ line only parses its options into these arguments and prints what comes back.
 
 from __future__ import annotations
 
+import fcntl
 import math
+import os
 import time
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +32,43 @@ from .evaluation import Evaluation, evaluate
 from .history import History
 from .loop import fit
 
-__all__ = ["train", "TrainingRun", "make_optimizer"]
+__all__ = ["train", "TrainingRun", "make_optimizer", "RunDirectoryBusy", "LOCK_FILE"]
+
+#: Held in a run's directory while a training run writes into it.
+LOCK_FILE = ".tinyconv.lock"
+
+
+class RunDirectoryBusy(ValueError):
+    """Another live training run is writing into the same directory."""
+
+
+@contextmanager
+def claimed(out: Path):
+    """Hold ``out`` for one training run at a time, while the block runs.
+
+    The claim is an exclusive ``flock`` on ``out/.tinyconv.lock``: the kernel
+    drops it when its process ends, even by ``kill -9``, so the file a dead
+    run leaves behind blocks nobody. Once held, the temporary files a killed
+    run may have left mid-write (``.NAME.*.tmp``, see :mod:`tinyconv.fileio`)
+    are removed: no writer is alive to finish them.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(out / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(descriptor, 64, 0).decode(errors="replace").strip() or "?"
+            raise RunDirectoryBusy(f"{out} is in use by another training run (process "
+                                   f"{holder}); wait for it to end, or give another "
+                                   f"--out") from None
+        os.ftruncate(descriptor, 0)
+        os.pwrite(descriptor, str(os.getpid()).encode(), 0)
+        for leftover in out.glob(".*.tmp"):
+            leftover.unlink(missing_ok=True)
+        yield out
+    finally:
+        os.close(descriptor)  # closing it releases the flock
 
 
 @dataclass
@@ -160,33 +199,34 @@ def train(arch: str = "default", data: str = "fashion-mnist", *, out=None,
     log(f"data: {data.name}, {len(train_data)} training and {len(val_idx)} validation images; "
         f"{settings['optimizer']} lr {settings['lr']:g}, {settings['epochs']} epochs, "
         f"schedule {settings['schedule']}, augmentation {augmentation or 'off'}")
-    start = time.perf_counter()
-    history = fit(model, train_data, val_data, epochs=settings["epochs"], batch_size=batch_size,
-                  optimizer=opt, scheduler=scheduler, seed=seed, normalization=normalization,
-                  augment=augmentation, out_dir=out, resume=resume, patience=patience,
-                  spec=spec, classes=data.classes, log=log, progress=progress)
-    seconds = time.perf_counter() - start
-
-    result = evaluate(model, test, normalization)
-    # A model that learnt from flipped images is also scored on averaging
-    # each test image with its flip (evaluate --flip-average).
-    flip_result = (evaluate(model, test, normalization, flip_average=True)
-                   if augmentation else None)
-    metadata = {
-        "data": data.name if data.name in KNOWN else str(Path(data.name).resolve()),
-        "arch": arch, "epochs": len(history), "batch_size": batch_size,
-        "optimizer": settings["optimizer"], "lr": settings["lr"],
-        "weight_decay": settings["weight_decay"], "schedule": settings["schedule"],
-        "augment": bool(augmentation), "max_shift": settings["max_shift"], "seed": seed,
-        "train_images": len(train_data), "val_images": len(val_idx),
-        "train_seconds": round(seconds, 1), "test_accuracy": result.accuracy,
-        "test_loss": result.loss, "test_images": result.n,
-    }
-    if flip_result:
-        metadata["test_accuracy_flip_average"] = flip_result.accuracy
-    if holdout:
-        metadata["test_holdout"] = holdout
-    if out is not None:
-        save_model(out / MODEL_FILE, model, spec, data.classes, normalization, metadata)
+    with claimed(out) if out is not None else nullcontext():
+        start = time.perf_counter()
+        history = fit(model, train_data, val_data, epochs=settings["epochs"],
+                      batch_size=batch_size, optimizer=opt, scheduler=scheduler, seed=seed,
+                      normalization=normalization, augment=augmentation, out_dir=out,
+                      resume=resume, patience=patience, spec=spec, classes=data.classes,
+                      log=log, progress=progress)
+        seconds = time.perf_counter() - start
+        result = evaluate(model, test, normalization)
+        # A model that learnt from flipped images is also scored on averaging
+        # each test image with its flip (evaluate --flip-average).
+        flip_result = (evaluate(model, test, normalization, flip_average=True)
+                       if augmentation else None)
+        metadata = {
+            "data": data.name if data.name in KNOWN else str(Path(data.name).resolve()),
+            "arch": arch, "epochs": len(history), "batch_size": batch_size,
+            "optimizer": settings["optimizer"], "lr": settings["lr"],
+            "weight_decay": settings["weight_decay"], "schedule": settings["schedule"],
+            "augment": bool(augmentation), "max_shift": settings["max_shift"], "seed": seed,
+            "train_images": len(train_data), "val_images": len(val_idx),
+            "train_seconds": round(seconds, 1), "test_accuracy": result.accuracy,
+            "test_loss": result.loss, "test_images": result.n,
+        }
+        if flip_result:
+            metadata["test_accuracy_flip_average"] = flip_result.accuracy
+        if holdout:
+            metadata["test_holdout"] = holdout
+        if out is not None:
+            save_model(out / MODEL_FILE, model, spec, data.classes, normalization, metadata)
     return TrainingRun(model, spec, list(data.classes), normalization, history, result,
                        flip_result, metadata, out)
