@@ -10,11 +10,14 @@ The package, from the arithmetic up (ARCHITECTURE.md draws it):
 - :mod:`tinyconv.data`: datasets, image files, batches;
 - :mod:`tinyconv.models`: the spec language, the presets, model files;
 - :mod:`tinyconv.training`: optimizers, the training loop, checkpoints;
+- :mod:`tinyconv.interop`: ONNX files written and read (:func:`export_onnx`,
+  :func:`import_onnx`; they need the optional ``onnx`` package);
 - :mod:`tinyconv.app`: the command line and what it draws.
 """
 
 import sys
 
+from .interop import export_onnx, import_onnx
 from .nn import functional
 from .nn.gradcheck import gradcheck
 from .nn.layers import (AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, Dropout, Flatten, Identity,
@@ -32,5 +35,6 @@ __version__ = "0.1.0"
 __all__ = [
     "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "Conv2d", "CrossEntropyLoss", "Dropout",
     "Flatten", "Identity", "Linear", "MSELoss", "MaxPool2d", "Module", "Parameter", "ReLU",
-    "Sequential", "Sigmoid", "Tanh", "functional", "gradcheck", "reference",
+    "Sequential", "Sigmoid", "Tanh", "export_onnx", "functional", "gradcheck", "import_onnx",
+    "reference",
 ]
