@@ -41,8 +41,7 @@ import numpy as np
 
 from ..data.loader import Normalization
 from ..fileio import atomic_write_bytes
-from ..models.serialize import LoadedModel, load_model
-from ..models.spec import input_shape as spec_input_shape
+from ..models.serialize import MODEL_FILE, LoadedModel, load_model
 from ..nn.layers import (AvgPool2d, BatchNorm2d, Conv2d, Dropout, Flatten, Identity, Linear,
                          MaxPool2d, ReLU, Sequential, Sigmoid, Tanh)
 from .onnx_format import (BATCH, CLASSES_KEY, INPUT_KEY, INPUT_NAME, IR_VERSION, OPSET,
@@ -50,9 +49,6 @@ from .onnx_format import (BATCH, CLASSES_KEY, INPUT_KEY, INPUT_NAME, IR_VERSION,
                           write_output)
 
 __all__ = ["export_onnx", "to_onnx"]
-
-#: The file a training run directory keeps its model in (``tinyconv train --out DIR``).
-RUN_MODEL_FILE = "model.npz"
 
 _ACTIVATIONS = {ReLU: "Relu", Sigmoid: "Sigmoid", Tanh: "Tanh", Identity: "Identity"}
 _KNOWN = (Conv2d, Linear, MaxPool2d, AvgPool2d, BatchNorm2d, Dropout, Flatten, *_ACTIVATIONS)
@@ -94,7 +90,7 @@ def export_onnx(model, path, *, input_shape=None, classes=None, normalization=No
                             "Sequential; a model file brings its own")
         loaded = model if isinstance(model, LoadedModel) else _load(model)
         model, spec = loaded.model, loaded.spec
-        input_shape, classes = spec_input_shape(spec), loaded.classes
+        input_shape, classes = loaded.input_shape, loaded.classes
         normalization, metadata = loaded.normalization, loaded.metadata
     proto = to_onnx(model, input_shape, classes=classes, normalization=normalization,
                     spec=spec, metadata=metadata)
@@ -107,7 +103,7 @@ def export_onnx(model, path, *, input_shape=None, classes=None, normalization=No
 def _load(path) -> LoadedModel:
     """The model in a model file, or in a training run directory's model.npz."""
     path = Path(path)
-    return load_model(path / RUN_MODEL_FILE if path.is_dir() else path)
+    return load_model(path / MODEL_FILE if path.is_dir() else path)
 
 
 def to_onnx(model: Sequential, input_shape, *, classes=None, normalization=None, spec=None,
@@ -176,12 +172,8 @@ def to_onnx(model: Sequential, input_shape, *, classes=None, normalization=None,
 
 def _output_size(model: Sequential, shape: tuple[int, int, int]) -> int:
     """How many scores the model gives an image of ``shape`` (one tiny forward pass)."""
-    was_training = model.training
-    model.eval()
-    try:
+    with model.evaluating():
         out = model.forward(np.zeros((1,) + shape, np.float32))
-    finally:
-        model.train(was_training)
     if out.ndim != 2:
         raise ValueError(f"the model outputs maps of shape {out.shape[1:]} per image; an "
                          f"exported model must output one score per class (end it with a "
