@@ -25,8 +25,10 @@ def run(args: argparse.Namespace) -> None:
     image = json.loads(properties[INPUT_KEY])
     classes = json.loads(properties[CLASSES_KEY])
     print(f"wrote {args.out} (ONNX opset {OPSET}, IR version {IR_VERSION})")
+    numbers = lambda values: ", ".join(f"{value:.4f}" for value in values)  # noqa: E731
     print(f"input '{INPUT_NAME}': float32 (N, {image['channels']}, {image['height']}, "
-          f"{image['width']}), {image['preparation']}, mean {image['mean']}, std {image['std']}")
+          f"{image['width']}), {image['preparation']}, mean [{numbers(image['mean'])}], "
+          f"std [{numbers(image['std'])}]")
     print(f"output '{OUTPUT_NAME}': (N, {len(classes)}), the scores before softmax of "
           f"{', '.join(classes)}")
 
