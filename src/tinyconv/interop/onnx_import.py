@@ -320,6 +320,8 @@ class _GraphReader:
         return self.layers, shape
 
     def _refuse_branch(self, value: str, users: list) -> None:
+        """Refuse a value that feeds no node or several: name the node where
+        branches merge, if the graph has one, else the one that forks."""
         for node in self.graph.node:
             computed = [name for name in dict.fromkeys(node.input)
                         if name and name not in self.constants]
