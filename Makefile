@@ -14,7 +14,7 @@ $(BIN)/tinyconv: pyproject.toml
 	touch $@
 
 $(VENV)/.test-deps: $(BIN)/tinyconv
-	$(BIN)/python -m pip install -q -e ".[test]" torch==2.13.0
+	$(BIN)/python -m pip install -q -e ".[test,onnx]" torch==2.13.0
 	touch $@
 
 train: $(BIN)/tinyconv

@@ -19,8 +19,10 @@ ALLOWED = {
     "data": {"checks", "fileio"},
     "models": {"checks", "fileio", "nn", "data"},
     "training": {"checks", "fileio", "nn", "data", "models"},
+    "interop": {"checks", "fileio", "nn", "data", "models"},
     "app": {"checks", "fileio", "nn", "tutorial", "data", "models", "training"},
-    "cli": {"checks", "fileio", "nn", "tutorial", "data", "models", "training", "app"},
+    "cli": {"checks", "fileio", "nn", "tutorial", "data", "models", "training", "interop",
+            "app"},
 }
 
 

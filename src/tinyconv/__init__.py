@@ -10,11 +10,15 @@ The package, from the arithmetic up (ARCHITECTURE.md draws it):
 - :mod:`tinyconv.data`: datasets, image files, batches;
 - :mod:`tinyconv.models`: the spec language, the presets, model files;
 - :mod:`tinyconv.training`: optimizers, the training loop, checkpoints;
-- :mod:`tinyconv.app`: the command line and what it draws.
+- :mod:`tinyconv.interop`: ONNX files written and read (:func:`export_onnx`,
+  :func:`import_onnx`; they need the optional ``onnx`` package);
+- :mod:`tinyconv.app`: what the tool makes: pictures, the HTML report, the benchmark;
+- :mod:`tinyconv.cli`: the command line, one module per command.
 """
 
 import sys
 
+from .interop import export_onnx, import_onnx
 from .nn import functional
 from .nn.gradcheck import gradcheck
 from .nn.layers import (AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, Dropout, Flatten, Identity,
@@ -44,6 +48,6 @@ __all__ = [
     "Flatten", "Identity", "Linear", "MSELoss", "MaxPool2d", "Module", "Parameter", "ReLU",
     "Sequential", "Sigmoid", "Tanh", "functional", "gradcheck", "reference",
     "Adam", "Augment", "CosineLR", "Dataset", "Normalization", "PRESETS", "SGD", "StepLR",
-    "build", "evaluate", "fit", "load_dataset", "load_model", "predict_proba", "resolve",
-    "save_model", "train",
+    "build", "evaluate", "export_onnx", "fit", "import_onnx", "load_dataset", "load_model",
+    "predict_proba", "resolve", "save_model", "train",
 ]
