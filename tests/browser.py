@@ -20,8 +20,6 @@ import urllib.request
 
 import pytest
 
-from conftest import running_in_ci
-
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 #: The W3C name of an element reference in WebDriver's answers.
 ELEMENT = "element-6066-11e4-a52e-4f735466cecf"
@@ -33,6 +31,8 @@ KEYS = {"Tab": "\ue004", "Enter": "\ue007", "Space": " ", "ArrowLeft": "\ue012",
 
 def require_browser() -> None:
     """Fail the test under CI, skip it elsewhere, when Chromium or chromedriver is missing."""
+    from conftest import running_in_ci
+
     missing = [path for path in (CHROMIUM, CHROMEDRIVER) if shutil.which(path) is None]
     if missing:
         message = (f"{' and '.join(missing)} not found: install the Debian packages "
@@ -97,6 +97,14 @@ class WebDriver:
     def execute(self, script: str, *args):
         """Run ``script`` (a function body; ``arguments`` holds ``args``) in the page."""
         return self.command("POST", "/execute/sync", {"script": script, "args": list(args)})
+
+    def wait_for(self, script: str, seconds: float = 30) -> None:
+        """Wait until ``script`` (a function body) returns something true."""
+        deadline = time.monotonic() + seconds
+        while not self.execute(script):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"waited {seconds} s in vain for: {script}")
+            time.sleep(0.05)
 
     def find(self, css: str) -> dict:
         """The first element that matches the CSS selector ``css``."""

@@ -168,12 +168,20 @@
   }
 
   // A grid of rows × cols values: a canvas, and optionally one clickable <i>
-  // per value on top of it; cell(r, c) gives a cell's attributes.
-  function gridHtml(rows, cols, z, cell, title) {
+  // per value on top of it; cell(r, c) gives a cell's attributes. With
+  // `later`, the cells are left for fillCells (below) and their container
+  // stays empty until then.
+  const laterCells = [];
+  function gridHtml(rows, cols, z, cell, title, later) {
     let cells = '';
     if (cell) {
-      for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) cells += `<i ${cell(r, c)}></i>`;
-      cells = `<div class="cells">${cells}</div>`;
+      const fill = () => {
+        let html = '';
+        for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) html += `<i ${cell(r, c)}></i>`;
+        return html;
+      };
+      if (later) laterCells.push(fill);
+      cells = `<div class="cells">${later ? '' : fill()}</div>`;
     }
     return `<div class="map" style="--r:${rows};--c:${cols};--z:${z}"${title ? ` title="${esc(title)}"` : ''}>` +
       `<canvas width="${cols}" height="${rows}"></canvas>${cells}</div>`;
@@ -203,7 +211,7 @@
       const maps = [];
       for (let c = 0; c < st.shown; c++) {
         const pre = `data-layer="${key}" data-pass="${pass}" data-channel="${c}" data-y="`;
-        maps.push(gridHtml(h, w, z, (y, x) => `${pre}${y}" data-x="${x}"${tab()}`, `channel ${c}`));
+        maps.push(gridHtml(h, w, z, (y, x) => `${pre}${y}" data-x="${x}"${tab()}`, `channel ${c}`, true));
       }
       body = `<div class="maps">${maps.join('')}</div>`;
     } else {
@@ -211,7 +219,7 @@
       body = gridHtml(rows, cols, vectorZoom(n, cols), (r, c) => {
         const i = r * cols + c;
         return i < n ? `data-layer="${key}" data-pass="${pass}" data-index="${i}"${tab()}` : 'class="none"';
-      });
+      }, '', true);
     }
     return `<div class="block" role="group" aria-label="${esc(label)}" data-block="${key}:${pass}"><h4>${heading}</h4>${body}</div>`;
   }
@@ -248,11 +256,11 @@
       const [, h, w] = st.shape;
       block.grids = [...element.querySelectorAll('.cells')];
       block.row = w; block.page = h * w;
-      block.cellAt = (pos) => (block.grids[pos.c] ? block.grids[pos.c].children[pos.y * w + pos.x] : null);
+      block.cellAt = (pos) => (block.grids[pos.c] && block.grids[pos.c].children[pos.y * w + pos.x]) || null;
     } else {
       block.grid = element.querySelector('.cells');
       block.row = vectorCols(st.shown); block.page = block.row * 8;
-      block.cellAt = (pos) => (pos.i < st.shown ? block.grid.children[pos.i] : null);
+      block.cellAt = (pos) => (pos.i < st.shown && block.grid.children[pos.i]) || null;
     }
     (blocks[key] = blocks[key] || {})[pass] = block;
     element.block = block;
@@ -505,6 +513,12 @@
     return groups.map((group, n) => group.html(groups.length <= 3 || n === largest)).join('');
   }
   const sum = (terms) => terms.reduce((s, t) => s + t.value, 0);
+  // The last note before the value: the shown terms' sum, or, where part of
+  // the sum lies beyond a cap (`capped` says which part), that part's share.
+  function closingNote(ex, total, value, capped) {
+    if (capped) ex.note(`${capped} beyond the page's cap, so not shown; their share is the value below minus the rest: ${short(value - total)}.`);
+    else ex.note(computedNote(total));
+  }
   const computedNote = (total) => `The terms add up to ${short(total)} here (in double precision); ` +
     'the value below is the one the layer computed (float32), as embedded in the page.';
 
@@ -565,7 +579,7 @@
     ex.eq(`eq. 4.4: net${sub('k,i,j')} = Σ${sub('d')} Σ${sub('m')} Σ${sub('n')} w${sub('k,d,m,n')} · x${sub('d, i·S+m, j·S+n')} + w${sub('b')}` +
       ` (eq. 4.1 for one channel), on the input zero-padded by P`);
     ex.p(`Filter ${k}: ${plural(cIn, 'channel')} × ${kh}×${kw}; stride S = (${sh}, ${sw}); padding P = (${ph}, ${pw}). ` +
-      `Output (i, j) = (${pos.y}, ${pos.x}) reads padded rows ${pos.y * sh}…${pos.y * sh + kh - 1}, columns ${pos.x * sw}…${pos.x * sw + kw - 1}: the receptive field, highlighted on layer ${inKey === 'input' ? 'input' : inKey}'s maps.`);
+      `Output (i, j) = (${pos.y}, ${pos.x}) reads padded rows ${pos.y * sh}…${pos.y * sh + kh - 1}, columns ${pos.x * sw}…${pos.x * sw + kw - 1}: the receptive field, highlighted on ${inKey === 'input' ? 'the input' : `layer ${inKey}'s maps`}.`);
     let total = 0;
     const groups = [];
     for (let d = 0; d < cShown; d++) {
@@ -592,12 +606,8 @@
     }
     ex.add(openLargest(groups));
     const value = at(forwardOf(key), pos);
-    if (cIn > cShown) {
-      ex.note(`${beyond('Channel', cShown, cIn - 1)} beyond the page's cap; together they add ` +
-        `net − w${sub('b')} − (shown channels) = ${short(value - bias - total)}.`);
-    }
     ex.p(`Σ over the channels = ${short(total)}; plus the bias w${sub('b')} = ${short(bias)} gives ${short(total + bias)}.`);
-    ex.note(computedNote(total + bias));
+    closingNote(ex, total + bias, value, cIn > cShown && beyond('Channel', cShown, cIn - 1));
     ex.note(outputSizeLine(layer));
     activationNote(ex, key, pos);
     return ex.result(`net${idx(pos)}`, value);
@@ -658,11 +668,8 @@
     terms.slice().sort((a, b) => Math.abs(b.value) - Math.abs(a.value)).slice(0, 10)
       .forEach((t) => ex.mark(cellOf(inKey, 'forward', { i: t.i })));
     const total = sum(terms), value = at(forwardOf(key), pos);
-    if (inFull > inShown) {
-      ex.note(`${beyond('Input', inShown, inFull - 1)} beyond the page's cap; together they add ${short(value - bias - total)}.`);
-    }
     ex.p(`Σ w·a = ${short(total)}; plus b${sub(j)} = ${short(bias)} gives ${short(total + bias)}.`);
-    ex.note(computedNote(total + bias));
+    closingNote(ex, total + bias, value, inFull > inShown && beyond('Input', inShown, inFull - 1));
     activationNote(ex, key, pos);
     return ex.result(`net${sub(j)}`, value);
   }
@@ -755,7 +762,6 @@
       `cross-correlated with the filter rotated by 180°.`);
     ex.p(`Stride S = (${sh}, ${sw}): ${sh > 1 || sw > 1 ? `${sh - 1}, ${sw - 1} zeros go between δ's values (the skipped outputs have δ = 0)` : 'no expansion needed'}. ` +
       `Padding P = (${ph}, ${pw}): row ${pos.y}, column ${pos.x} is row ${yp}, column ${xp} of the padded input; the padding rings are cropped at the end.`);
-    if (d >= cShown) ex.note(`Channel ${d} is beyond the page's cap; its weights are not in the page.`);
     const groups = [];
     let total = 0, quiet = 0;
     for (let k = 0; k < fShown && d < cShown; k++) {
@@ -771,7 +777,7 @@
           else {
             const i = er / sh, j = ec / sw;
             v = delta.data[(k * oh + i) * ow + j];
-            kind = 'hit'; live = live || v !== 0;
+            kind = v !== 0 ? 'hit' : ''; live = live || v !== 0;
             ex.mark(cellOf(nk, 'backward', { c: k, y: i, x: j }));
           }
           const r = w.data[((k * cShown + d) * kh + (kh - 1 - m)) * kw + (kw - 1 - n)];
@@ -790,9 +796,9 @@
     ex.add(openLargest(groups));
     if (quiet) ex.note(`${plural(quiet, 'filter')}: the window holds only zeros (the border of the full convolution, or stride gaps), so ${quiet === 1 ? 'it adds' : 'they add'} 0.`);
     const value = at(backwardOf(key), pos);
-    if (fAll > fShown) ex.note(`${beyond('Filter', fShown, fAll - 1)} beyond the page's cap; together they add ${short(value - total)}.`);
     ex.p(`Σ over the filters = ${short(total)}`);
-    ex.note(computedNote(total));
+    closingNote(ex, total, value, (d >= cShown && beyond('Channel', d, d)) ||
+      (fAll > fShown && beyond('Filter', fShown, fAll - 1)));
     return ex.result(`δ${idx(pos)}`, value);
   }
 
@@ -866,8 +872,7 @@
     terms.slice().sort((a, b) => Math.abs(b.value) - Math.abs(a.value)).slice(0, 10)
       .forEach((t) => ex.mark(cellOf(nk, 'backward', { i: t.j })));
     const total = sum(terms), value = at(backwardOf(key), pos);
-    if (outFull > outShown) ex.note(`${beyond('Unit', outShown, outFull - 1)} beyond the page's cap; together they add ${short(value - total)}.`);
-    ex.note(computedNote(total));
+    closingNote(ex, total, value, outFull > outShown && beyond('Unit', outShown, outFull - 1));
     return ex.result(`δ${sub(i)}`, value);
   }
 
@@ -1284,5 +1289,23 @@
   pgUpdate(false);
   placePanel();
   window.exploreTimings = { start: started, decode: decoded - started, build: built - decoded, draw: performance.now() - built, total: performance.now() - started };
-  document.documentElement.dataset.ready = 'true';
+
+  // The maps are drawn; their clickable cells (over 100,000 for the default
+  // model, most of the page's work) follow in slices of about 30 ms, so that
+  // the page shows at once. When the last is in, <html data-ready="true">
+  // tells scripts that every value element exists.
+  const containers = document.querySelectorAll('#network .cells');
+  let next = 0;
+  function fillCells() {
+    const until = performance.now() + 30;
+    while (next < containers.length && performance.now() < until) {
+      containers[next].innerHTML = laterCells[next]();
+      next += 1;
+    }
+    if (next < containers.length) { setTimeout(fillCells, 0); return; }
+    window.exploreTimings.ready = performance.now();
+    showDetail();
+    document.documentElement.dataset.ready = 'true';
+  }
+  fillCells();
 })();
