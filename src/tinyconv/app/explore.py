@@ -207,10 +207,6 @@ class _Numbers:
     def mask_bytes(self) -> bytes:
         return b"".join(chunk.tobytes() for chunk in self.mask_chunks)
 
-    def base64_bytes(self) -> int:
-        """The length of the base64 text of everything stored so far."""
-        return 4 * -(-(4 * self.size) // 3) + 4 * -(-(self.mask_bits // 8) // 3)
-
 
 # ----------------------------------------------------------------------------
 # The layers as the page sees them
@@ -242,9 +238,9 @@ def _layer_info(layer: Module, row, in_shape, numbers: _Numbers) -> dict:
     """What the page needs to draw and explain one layer: kind, shapes, caps,
     hyper-parameters and parameters (cut to what is shown)."""
     out_shape = tuple(row.output_shape)
-    info = {"index": row.index, "kind": type(layer).__name__, "text": repr(layer),
+    info = {"index": row.index, "kind": type(layer).__name__,
             "in_shape": list(in_shape), "out_shape": list(out_shape),
-            "shown": _shown(out_shape), "params": row.params, "macs": row.macs}
+            "shown": _shown(out_shape), "params": row.params}
     in_shown = _shown(in_shape)
     if isinstance(layer, (Conv2d, MaxPool2d, AvgPool2d)):
         info.update(kernel=list(layer.kernel_size), stride=list(layer.stride),
@@ -276,8 +272,8 @@ def _layer_info(layer: Module, row, in_shape, numbers: _Numbers) -> dict:
 
 @dataclass
 class _Pass:
-    """One image run through the model: every layer's output (per image), the
-    probabilities, and the layers holding this image's forward caches."""
+    """One image run through the model: every layer's output and the
+    probabilities, per image (no batch axis)."""
 
     outputs: list[np.ndarray]
     probabilities: np.ndarray
@@ -285,8 +281,9 @@ class _Pass:
 
 def _forward(layers: list[Module], x: np.ndarray) -> _Pass:
     """Run ``x`` (1, C, H, W), float32, through ``layers`` in the model's own
-    order, keeping every output. (A Sequential may run a ReLU after the max
-    pooling that follows it; the two commute, so the values are the same.)"""
+    order, keeping every output; the layers keep this image's caches for
+    :func:`_backward`. (A Sequential may run a ReLU after the max pooling
+    that follows it; the two commute, so the values are the same.)"""
     outputs = []
     for layer in layers:
         x = layer.forward(x)
@@ -328,28 +325,26 @@ def _targets(probabilities: np.ndarray, label: int | None, count: int) -> list[i
     return order[:count]
 
 
-def _weight_grad_ref(numbers: _Numbers, layer: Module, in_shape, out_shape, grad: np.ndarray,
-                     delta_ref: dict, delta: np.ndarray, inputs: np.ndarray) -> dict:
-    """The reference of one layer's weight gradient for one image, cut to what is shown.
+def _grad_ref(numbers: _Numbers, layer: Module, grad: np.ndarray, shapes, delta=None,
+              inputs=None) -> dict:
+    """The reference of a layer's weight gradient for one image, cut to what is shown.
 
-    A fully connected layer's ∂E/∂W = δ aᵀ is stored as its factors (the
-    references of δ and of the input a, both already stored) when the float32
+    ``shapes`` is (input shape, output shape). For a fully connected layer,
+    ``delta`` and ``inputs`` hold its δ and its input a as ``{"array": ...,
+    "ref": ...}`` (a vector and its stored reference, :func:`_vector`), and
+    ∂E/∂W = δ aᵀ is stored as those two references when their float32
     products equal the layer's own gradient bit for bit.
     """
+    in_shape, out_shape = shapes
     if isinstance(layer, Linear):
-        rows, cols = _shown(out_shape), _shown(in_shape)
-        product = np.multiply.outer(delta.astype(np.float32), inputs.astype(np.float32))
+        product = np.multiply.outer(delta["array"], inputs["array"])
         if np.array_equal(product, grad):
-            return numbers.outer(delta_ref, _input_ref(numbers, inputs, in_shape), (rows, cols))
-        return numbers.dense(grad[:rows, :cols])
+            return numbers.outer(delta["ref"], inputs["ref"], (_shown(out_shape),
+                                                               _shown(in_shape)))
+        return numbers.dense(grad[:_shown(out_shape), :_shown(in_shape)])
     if isinstance(layer, Conv2d):
         return numbers.dense(grad[:_shown(out_shape), :_shown(in_shape)])
     return numbers.dense(grad[:_shown(out_shape)])     # batch norm's γ
-
-
-def _input_ref(numbers: _Numbers, inputs: np.ndarray, in_shape) -> dict:
-    """The shown part of a layer's input as a vector (stored once, shared with the forward)."""
-    return numbers.dense(_cut(inputs.reshape(in_shape), in_shape).reshape(-1))
 
 
 def _masks(deltas_by_target: list[list[np.ndarray]]) -> list[np.ndarray | None]:
@@ -392,6 +387,8 @@ def explore_data(loaded: LoadedModel, images: list[ExploreImage]) -> tuple[dict,
         "images": [],
     }
 
+    # Each image: its forward pass, and the backward pass of its first target
+    # class, which tells how many numbers one target class takes.
     passes = []
     for image in images:
         pixels = np.asarray(image.pixels, dtype=np.uint8)
@@ -400,7 +397,8 @@ def explore_data(loaded: LoadedModel, images: list[ExploreImage]) -> tuple[dict,
                              f"{image.name} has {pixels.shape}")
         x = loaded.normalization(pixels[None])
         run = _forward(layers, x)
-        passes.append((image, x, run))
+        first = _targets(run.probabilities, image.label, 1)[0]
+        passes.append((image, x, run, _backward(layers, run.outputs[-1], first)))
         description["images"].append({
             "name": image.name, "label": image.label,
             "predicted": int(np.argmax(run.probabilities)),
@@ -408,59 +406,65 @@ def explore_data(loaded: LoadedModel, images: list[ExploreImage]) -> tuple[dict,
             "input": numbers.dense(_cut(x[0], shape)),
             "outputs": [numbers.dense(_cut(out, shapes[index + 1]))
                         for index, out in enumerate(run.outputs)],
-            "probabilities": numbers.dense(run.probabilities),
-            "targets": [], "backward": {}})
+            "probabilities": numbers.dense(run.probabilities)})
+    per_target = sum(_target_floats(layers, result) for *_, result in passes)
+    left = CAPS["data_bytes"] * 3 // 16 - numbers.size     # base64: 4 characters per 3 bytes
+    count = int(min(len(loaded.classes), max(1, left // max(1, per_target))))
 
-    # The first target of every image tells how many numbers one target takes.
-    first = []
-    for image, x, run in passes:
-        _forward(layers, x)
-        first.append(_backward(layers, run.outputs[-1], _targets(run.probabilities,
-                                                                  image.label, 1)[0]))
-    per_target = sum(_target_floats(result, shapes) for result in first)
-    left = CAPS["data_bytes"] * 3 // 16 - numbers.size
-    count = int(min(classes, max(1, left // max(1, per_target))))
-
-    for (image, x, run), entry, result in zip(passes, description["images"], first):
+    for (image, x, run, first), entry in zip(passes, description["images"]):
         targets = _targets(run.probabilities, image.label, count)
         _forward(layers, x)
-        results = [result] + [_backward(layers, run.outputs[-1], t) for t in targets[1:]]
+        results = [first] + [_backward(layers, run.outputs[-1], t) for t in targets[1:]]
         masks = _masks([deltas for _, deltas, _, _ in results])
         inputs = [x[0]] + run.outputs[:-1]
         entry["targets"] = targets
-        for target, (loss, deltas, input_delta, grads) in zip(targets, results):
-            refs = []
-            for index, (delta, mask) in enumerate(zip(deltas, masks)):
-                cut_shape = shapes[index + 1]
-                if mask is None:
-                    refs.append(numbers.dense(_cut(delta, cut_shape)))
-                else:
-                    refs.append(numbers.masked(_cut(delta, cut_shape), _cut(mask, cut_shape)))
-            grad_refs = {}
-            for index, (weight_grad, bias_grad) in grads.items():
-                weight_ref = _weight_grad_ref(
-                    numbers, layers[index], shapes[index], shapes[index + 1], weight_grad,
-                    numbers.dense(_cut(deltas[index], shapes[index + 1]).reshape(-1))
-                    if isinstance(layers[index], Linear) else None,
-                    deltas[index], inputs[index])
-                grad_refs[str(index)] = {
-                    "weight": weight_ref,
-                    "bias": None if bias_grad is None
-                    else numbers.dense(bias_grad[:_shown(shapes[index + 1])])}
-            entry["backward"][str(target)] = {
-                "loss": loss, "input": numbers.dense(_cut(input_delta, shape)),
-                "deltas": refs, "grads": grad_refs}
+        entry["backward"] = {str(target): _backward_refs(numbers, layers, shapes, result,
+                                                         masks, inputs)
+                             for target, result in zip(targets, results)}
     description["stored_targets"] = count
     return description, numbers
 
 
-def _target_floats(result, shapes) -> int:
+def _backward_refs(numbers: _Numbers, layers, shapes, result, masks, inputs) -> dict:
+    """The references of one image's backward pass for one target class:
+    the loss, δ of the input, every layer's δ and every parameter gradient."""
+    loss, deltas, input_delta, grads = result
+    refs = []
+    for index, (delta, mask) in enumerate(zip(deltas, masks)):
+        out_shape = shapes[index + 1]
+        refs.append(numbers.dense(_cut(delta, out_shape)) if mask is None
+                    else numbers.masked(_cut(delta, out_shape), _cut(mask, out_shape)))
+    grad_refs = {}
+    for index, (weight_grad, bias_grad) in grads.items():
+        in_shape, out_shape = shapes[index], shapes[index + 1]
+        factors = {}
+        if isinstance(layers[index], Linear):
+            factors = dict(delta=_vector(numbers, deltas[index], out_shape),
+                           inputs=_vector(numbers, inputs[index], in_shape))
+        grad_refs[str(index)] = {
+            "weight": _grad_ref(numbers, layers[index], weight_grad, (in_shape, out_shape),
+                                **factors),
+            "bias": None if bias_grad is None
+            else numbers.dense(bias_grad[:_shown(out_shape)])}
+    return {"loss": loss, "input": numbers.dense(_cut(input_delta, shapes[0])),
+            "deltas": refs, "grads": grad_refs}
+
+
+def _vector(numbers: _Numbers, array: np.ndarray, shape) -> dict:
+    """A per-image vector, float32, with the reference of its shown part
+    (stored once: the same bytes as the forward output or δ already stored)."""
+    array = np.asarray(array, dtype=np.float32)
+    return {"array": array, "ref": numbers.dense(_cut(array, shape))}
+
+
+def _target_floats(layers: list[Module], result) -> int:
     """About how many floats one target class of one image takes: its non-zero
-    δ, the input's δ, and the gradients that are not outer products."""
+    δ, the input's δ, and the gradients (a Linear's weight gradient is stored
+    as δ and its input, already counted)."""
     _, deltas, input_delta, grads = result
     total = input_delta.size + sum(int(np.count_nonzero(delta)) for delta in deltas)
     for index, (weight_grad, bias_grad) in grads.items():
-        if weight_grad.ndim != 2:        # a Linear's is stored as δ and a
+        if not isinstance(layers[index], Linear):
             total += weight_grad.size
         total += 0 if bias_grad is None else bias_grad.size
     return total
