@@ -43,9 +43,11 @@ from tinyconv.nn.layers import (AvgPool2d, BatchNorm2d, Conv2d, Dropout, Flatten
 from tinyconv.training import optim
 from tinyconv.training.loop import fit
 
-# Every kind of layer the page explains; layer 7 (ReLU) runs after the max
-# pooling that follows it inside a Sequential, which the page must not show.
-KINDS_SPEC = ("INPUT(1,12,12) -> CONV(4,3,pad=1,act=tanh) -> BN -> MAXPOOL(2) -> "
+# Every kind of layer the page explains: overlapping, padded max pooling
+# (layer 3) and tiled (layer 9), mean pooling tiled (the Kronecker form), a
+# stride-2 convolution; layer 8 (ReLU) runs after the max pooling that
+# follows it inside a Sequential, which the page must not show.
+KINDS_SPEC = ("INPUT(1,12,12) -> CONV(4,3,pad=1,act=tanh) -> BN -> MAXPOOL(3,stride=2,pad=1) -> "
               "CONV(6,2,stride=2,pad=1,act=sigmoid) -> AVGPOOL(2) -> CONV(6,1) -> MAXPOOL(2) -> "
               "FC(8) -> BN -> DROPOUT(0.3) -> FC(5)")
 KINDS_CLASSES = [f"class {k}" for k in range(5)]
@@ -53,6 +55,8 @@ KINDS_CLASSES = [f"class {k}" for k in range(5)]
 # 6 of 8 units, and layer 4's 96 weights shown one filter at a time.
 KINDS_CAPS = {"channels": 3, "units": 6, "weight_cells": 50}
 NUMBER = re.compile(r"(-?\d+(?:\.\d+)?(?:e[-+]?\d+)?)\s*$")
+# The sum of the terms a detail shows, as the page computes it.
+TERMS_SUM = re.compile(r"The terms add up to (-?\d+(?:\.\d+)?(?:e[-+]?\d+)?) here")
 
 
 # ----------------------------------------------------------------------------
@@ -233,10 +237,16 @@ def chromium(tmp_path_factory):
 @pytest.fixture
 def kinds_page(chromium, kinds):
     """The kinds page freshly opened; the console and network logs hold only its own."""
-    chromium.console(), chromium.requests()
-    chromium.open(kinds[2])
-    assert chromium.execute("return document.documentElement.dataset.ready") == "true"
+    open_page(chromium, kinds[2])
     return chromium
+
+
+def open_page(driver, path) -> None:
+    """Open the page at ``path`` with the logs emptied first, and wait until
+    every value element exists (the page fills them in after it shows)."""
+    driver.console(), driver.requests()
+    driver.open(path)
+    driver.wait_for("return document.documentElement.dataset.ready === 'true'")
 
 
 def page_requests(driver, page) -> list[str]:
@@ -281,6 +291,11 @@ def check_value(driver, layer, pass_, pos, reference, fast, scale, words=()) -> 
         (css, shown, reference_value)
     for word in words:
         assert word in text, f"{css}: {word!r} not in {text!r}"
+    # The terms the detail shows add up to the value (to the 5 digits shown).
+    terms = TERMS_SUM.search(text)
+    if terms:
+        total = float(terms.group(1))
+        assert abs(total - shown) <= 1e-4 * abs(shown) + 1e-5 * scale, (css, total, shown)
     return shown
 
 
@@ -685,9 +700,7 @@ def test_trained_default_model(fashion_mnist_dir, tmp_path, chromium, capsys):
     assert size < 15_000_000
 
     loaded = load_model(tmp_path / "model.npz")
-    chromium.console(), chromium.requests()
-    chromium.open(out)
-    assert chromium.execute("return document.documentElement.dataset.ready") == "true"
+    open_page(chromium, out)
     assert chromium.console() == [] and page_requests(chromium, out) == [out.as_uri()]
     options = chromium.execute("return [...document.querySelectorAll('#image option')]"
                                ".map(o => o.textContent)")
