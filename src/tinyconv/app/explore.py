@@ -68,6 +68,8 @@ __all__ = ["CAPS", "DEFAULT_IMAGES", "MAX_IMAGES", "ExploreImage", "image_files"
 DEFAULT_IMAGES = 5
 #: The most images one page may hold.
 MAX_IMAGES = 16
+#: How many test images are classified at a time to find right and wrong ones.
+SCAN_BATCH = 64
 
 #: What the page shows at most (see the module docstring); the page states them.
 CAPS = {
@@ -127,11 +129,12 @@ def _check_count(count: int) -> None:
 def pick_test_images(loaded: LoadedModel, test, count: int = DEFAULT_IMAGES) -> list[ExploreImage]:
     """``count`` images of the Dataset ``test``: some classified right, some wrong.
 
-    The model classifies the test images; the page gets ``count - count // 2``
-    right ones, of distinct true classes as far as there are, and ``count //
-    2`` wrong ones, each the first in the test set's order, filled up with
-    the next images of either kind if there are too few of one. Each keeps
-    its true label.
+    The page gets ``count - count // 2`` right ones, of distinct true classes
+    as far as there are, and ``count // 2`` wrong ones, each the first in the
+    test set's order, filled up with the next images of either kind if there
+    are too few of one. Each keeps its true label. The model classifies
+    :data:`SCAN_BATCH` images at a time and stops as soon as it has found
+    them (a few batches for a trained model), not the whole test set.
     """
     _check_count(count)
     if list(test.classes) != list(loaded.classes):
@@ -139,14 +142,23 @@ def pick_test_images(loaded: LoadedModel, test, count: int = DEFAULT_IMAGES) -> 
                          f"{list(test.classes)}")
     if len(test) == 0:
         raise ValueError(f"{test.name} has no test images to show")
-    probabilities = predict_proba(loaded.model, loaded.normalization(test.images))
-    right = np.flatnonzero(probabilities.argmax(axis=1) == test.labels)
-    wrong = np.flatnonzero(probabilities.argmax(axis=1) != test.labels)
-    distinct = right[np.sort(np.unique(test.labels[right], return_index=True)[1])]
-    chosen = list(distinct[:count - count // 2])
-    chosen += [i for i in right if i not in chosen][:count - count // 2 - len(chosen)]
-    chosen += list(wrong[:count // 2])
-    chosen += [i for i in range(len(test)) if i not in chosen][:count - len(chosen)]
+    wanted_right, wanted_wrong = count - count // 2, count // 2
+    right, wrong, distinct = [], [], {}
+    for start in range(0, len(test), SCAN_BATCH):
+        batch = slice(start, start + SCAN_BATCH)
+        predicted = predict_proba(loaded.model, loaded.normalization(test.images[batch]))
+        for index, guess in enumerate(predicted.argmax(axis=1), start):
+            label = int(test.labels[index])
+            (right if guess == label else wrong).append(index)
+            if guess == label:
+                distinct.setdefault(label, index)
+        if len(distinct) >= wanted_right and len(wrong) >= wanted_wrong:
+            break
+    chosen = sorted(distinct.values())[:wanted_right]
+    chosen += [index for index in right if index not in chosen][:wanted_right - len(chosen)]
+    chosen += wrong[:wanted_wrong]
+    scanned = sorted(right + wrong)
+    chosen += [index for index in scanned if index not in chosen][:count - len(chosen)]
     return [ExploreImage(f"test image {index}", test.images[index], int(test.labels[index]))
             for index in sorted(chosen)]
 

@@ -198,7 +198,7 @@
     const heading = pass === 'forward' ? (key === 'output' ? 'p (probabilities)' : key === 'input' ? 'x (normalised pixels)' : 'a (output)')
       : (key === 'output' ? '∂E/∂z (logits)' : 'δ = ∂E/∂' + (key === 'input' ? 'x' : 'a'));
     const label = `${st.title}, ${pass === 'forward' ? 'forward values' : 'sensitivity map δ'}`;
-    let body = '';
+    let body = '', size = '';
     let first = true;
     const tab = () => (first ? ((first = false), ' tabindex="0"') : '');
     if (key === 'output') {
@@ -214,14 +214,20 @@
         maps.push(gridHtml(h, w, z, (y, x) => `${pre}${y}" data-x="${x}"${tab()}`, `channel ${c}`, true));
       }
       body = `<div class="maps">${maps.join('')}</div>`;
+      size = `--bw:${w * z};--bh:${st.shown * h * z};--extra:${3 * (st.shown - 1) + 30}`;
     } else {
       const n = st.shown, cols = vectorCols(n), rows = Math.ceil(n / cols);
-      body = gridHtml(rows, cols, vectorZoom(n, cols), (r, c) => {
+      const z = vectorZoom(n, cols);
+      body = gridHtml(rows, cols, z, (r, c) => {
         const i = r * cols + c;
         return i < n ? `data-layer="${key}" data-pass="${pass}" data-index="${i}"${tab()}` : 'class="none"';
       }, '', true);
+      size = `--bw:${cols * z};--bh:${rows * z};--extra:30`;
     }
-    return `<div class="block" role="group" aria-label="${esc(label)}" data-block="${key}:${pass}"><h4>${heading}</h4>${body}</div>`;
+    // A block of maps or vectors is laid out only near the screen; `size` is its
+    // size until then (see .block.far in the style sheet).
+    return `<div class="block${size ? ' far' : ''}" role="group" aria-label="${esc(label)}" data-block="${key}:${pass}"` +
+      `${size ? ` style="${size}"` : ''}><h4>${heading}</h4>${body}</div>`;
   }
 
   function stageHtml(key) {
@@ -1081,8 +1087,9 @@
 
   // Each block is one stop of the Tab key; inside it the arrow keys move
   // (PageUp/PageDown: the previous or next map), Enter or Space opens a value.
+  let ready = false;   // every value element exists (see fillCells)
   function cellsOf(block) {
-    if (!block.cells) block.cells = [...block.element.querySelectorAll('[data-pass]')];
+    if (!block.cells || !ready) block.cells = [...block.element.querySelectorAll('[data-pass]')];
     return block.cells;
   }
   function moveFocus(from, to) {
@@ -1304,6 +1311,7 @@
     }
     if (next < containers.length) { setTimeout(fillCells, 0); return; }
     window.exploreTimings.ready = performance.now();
+    ready = true;
     showDetail();
     document.documentElement.dataset.ready = 'true';
   }
