@@ -84,8 +84,6 @@ CAPS = {
 KNOWN_LAYERS = (Conv2d, MaxPool2d, AvgPool2d, Linear, Flatten, ReLU, Sigmoid, Tanh,
                 BatchNorm2d, Dropout, Identity)
 
-PAGE_FILES = ("page.html", "page.css", "page.js")
-
 
 @dataclass(frozen=True)
 class ExploreImage:
@@ -387,7 +385,6 @@ def explore_data(loaded: LoadedModel, images: list[ExploreImage]) -> tuple[dict,
     rows = summary_rows(model, shape)
     shapes = [shape] + [tuple(row.output_shape) for row in rows]
     numbers = _Numbers()
-    classes = len(loaded.classes)
     description = {
         "spec": loaded.spec, "classes": list(loaded.classes),
         "normalization": {"mean": list(loaded.normalization.mean),
