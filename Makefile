@@ -1,11 +1,13 @@
 # Two commands do all the set-up (see README.md):
 #   make train   install tinyconv in .venv, find Fashion-MNIST, train the default model
 #   make test    install the test dependencies (PyTorch CPU included) and run every test
+# and, after make train, for the README:
+#   make explore-screenshots   the two pictures of `tinyconv explore` in docs/ (needs Chromium)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: train test
+.PHONY: train test explore-screenshots
 
 $(BIN)/tinyconv: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,3 +24,6 @@ train: $(BIN)/tinyconv
 
 test: $(VENV)/.test-deps
 	$(BIN)/python -m pytest
+
+explore-screenshots: $(VENV)/.test-deps runs/default/model.npz
+	$(BIN)/python docs/make_explore_screenshots.py runs/default/model.npz

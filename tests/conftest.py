@@ -14,6 +14,9 @@ A test that reads the real Fashion-MNIST files of the Debian package
 ``dataset-fashion-mnist`` takes the ``fashion_mnist_dir`` fixture, or calls
 :func:`require_fashion_mnist` where a fixture cannot reach.
 
+A test that drives headless Chromium takes the ``browser`` fixture (see
+``browser.py``).
+
 When torch or the data set is missing, the test is skipped on a developer's
 machine but FAILS under CI (``CI=true``): there a missing oracle or data set
 must not pass quietly.
@@ -131,3 +134,14 @@ def make_run(out_dir):
                 "test_accuracy": result.accuracy, "test_loss": result.loss,
                 "test_images": result.n})
     return out_dir
+
+
+@pytest.fixture
+def browser(tmp_path):
+    """A headless Chromium (:class:`browser.WebDriver`) with a fresh profile, for one test."""
+    from browser import WebDriver, require_browser
+
+    require_browser()
+    driver = WebDriver(tmp_path / "profile")
+    yield driver
+    driver.close()

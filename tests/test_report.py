@@ -1,36 +1,27 @@
 """The run report: one self-contained HTML page that a real browser shows whole.
 
-The browser test drives headless Chromium through chromedriver's W3C
-WebDriver HTTP API, spoken with urllib (no Selenium): it opens the page from
-disk, checks every image decoded and the console stayed clean, and takes a
-screenshot. Under CI (``CI=true``) a missing Chromium fails the test; on a
-developer's machine it is skipped.
+The browser test drives headless Chromium (``browser.py``, through the
+``browser`` fixture): it opens the page from disk, checks every image decoded
+and the console stayed clean, and takes a screenshot. Under CI (``CI=true``)
+a missing Chromium fails the test; on a developer's machine it is skipped.
 """
 
 from __future__ import annotations
 
 import base64
 import io
-import json
 import re
 import shutil
-import socket
-import subprocess
-import time
-import urllib.request
 from html.parser import HTMLParser
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import running_in_ci
 from test_visualize import TEST_IMAGES, tinyconv
 from tinyconv.data.datasets import load_dataset
 from tinyconv.app.report import load_run, report_html
 from tinyconv.training.evaluation import predict_proba
-
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
 
 @pytest.fixture(scope="module")
@@ -131,76 +122,6 @@ def test_cli_bad_input_one_line_exit_2(run_dir, tmp_path, case):
 
 
 # ------------------------------------------------------------------ Chromium
-
-class WebDriver:
-    """The few WebDriver commands the test needs, over HTTP to a local chromedriver."""
-
-    def __init__(self, profile_dir):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        self.base = f"http://127.0.0.1:{port}"
-        self.process = subprocess.Popen([CHROMEDRIVER, f"--port={port}"],
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.session = None
-        try:
-            self._wait_until_ready()
-            options = {"binary": CHROMIUM, "args": [
-                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--disable-background-networking", "--disable-component-update",
-                "--disable-sync", "--no-first-run", "--window-size=1200,900",
-                f"--user-data-dir={profile_dir}"]}
-            capabilities = {"browserName": "chrome", "goog:chromeOptions": options,
-                            "goog:loggingPrefs": {"browser": "ALL"}}
-            self.session = self.call("POST", "/session",
-                                     {"capabilities": {"alwaysMatch": capabilities}})["sessionId"]
-        except BaseException:
-            self.close()
-            raise
-
-    def _wait_until_ready(self):
-        for _ in range(300):
-            try:
-                if self.call("GET", "/status")["ready"]:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError("chromedriver did not start within 30 s")
-
-    def call(self, method: str, path: str, body=None):
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(self.base + path, data=data, method=method,
-                                         headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=120) as response:
-            return json.loads(response.read())["value"]
-
-    def command(self, method: str, path: str, body=None):
-        return self.call(method, f"/session/{self.session}{path}", body)
-
-    def close(self):
-        if self.session is not None:
-            try:
-                self.call("DELETE", f"/session/{self.session}")
-            except OSError:
-                pass
-        self.process.terminate()
-        self.process.wait(timeout=30)
-
-
-@pytest.fixture
-def browser(tmp_path):
-    missing = [path for path in (CHROMIUM, CHROMEDRIVER) if shutil.which(path) is None]
-    if missing:
-        message = (f"{' and '.join(missing)} not found: install the Debian packages "
-                   f"chromium and chromium-driver")
-        if running_in_ci():
-            pytest.fail(f"{message} (CI=true: the browser test must run)", pytrace=False)
-        pytest.skip(message)
-    driver = WebDriver(tmp_path / "profile")
-    yield driver
-    driver.close()
-
 
 def test_report_loads_in_headless_chromium(browser, run_dir, page, tmp_path):
     path = tmp_path / "report.html"

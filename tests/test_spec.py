@@ -173,7 +173,8 @@ def test_too_large_models_are_refused_before_allocating(text, layer, message):
                                   "input(1,8,8) -> [conv(4,3,PAD=1,act=tanh) -> pool(2,2)?]*2"
                                   " -> Dropout(0.25) -> fc(5, act=none) -> FC(3, act=relu)",
                                   "INPUT(3,9,9,act=sigmoid) -> AVGPOOL(3,stride=2,pad=1) -> "
-                                  "BN -> FLATTEN -> FC(4) -> BN -> [FC(2)]*3"])
+                                  "BN -> FLATTEN -> FC(4) -> BN -> [FC(2)]*3",
+                                  "INPUT(1,12,12) -> CONV(6,2,stride=2,pad=1) -> FC(3)"])
 def test_round_trip(text):
     canonical = format_spec(parse(text))
     assert format_spec(parse(canonical)) == canonical

@@ -9,6 +9,7 @@
     tinyconv explain  conv|conv-backward|pool [--input ARRAY] ...
     tinyconv visualize MODEL|RUN_DIR [--what PICTURE|all] [--image FILE|--index N] [--out DIR]
     tinyconv report   RUN_DIR [--out FILE]
+    tinyconv explore  MODEL|RUN_DIR [IMAGE ...] [--out FILE]
     tinyconv export   MODEL|RUN_DIR OUT.onnx
     tinyconv import   MODEL.onnx OUT.npz [--classes A,B,...] [--mean M] [--std S]
     tinyconv bench    [--batch N...] [--epoch] [--json FILE]
@@ -32,15 +33,16 @@ import os
 import sys
 
 from ..training.loop import TrainingDiverged
-from . import (bench, evaluate, explain, export, import_, predict, report, summary, train,
-               visualize)
+from . import (bench, evaluate, explain, explore, export, import_, predict, report, summary,
+               train, visualize)
 from .common import (BAD_INPUT_ERRORS, EXIT_BAD_INPUT, EXIT_BROKEN_PIPE, EXIT_DIVERGED,
                      EXIT_INTERRUPTED, EXIT_OK, PROG, Command, Parser, UsageError, error_text)
 
 __all__ = ["Command", "COMMANDS", "build_parser", "main"]
 
 COMMANDS: list[Command] = [module.COMMAND for module in (
-    train, evaluate, predict, summary, explain, visualize, report, export, import_, bench)]
+    train, evaluate, predict, summary, explain, visualize, report, explore, export, import_,
+    bench)]
 
 
 def build_parser(commands=COMMANDS) -> argparse.ArgumentParser:

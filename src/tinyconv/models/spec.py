@@ -402,7 +402,9 @@ def _format_element(element: Element) -> str:
             parts.append(str(value))
         elif element.kind == "DROPOUT":
             parts.append(repr(value))
-        elif not (value == default or (name == "stride" and value == values.get("kernel"))):
+        elif not (value == default or (element.kind in _POOLS and name == "stride"
+                                       and value == values.get("kernel"))):
+            # A pool's stride defaults to its kernel; a conv's stride is 1 by default.
             parts.append(f"{name}={value}")
     text = element.kind + (f"({','.join(parts)})" if parts else "")
     return text + ("?" if element.optional else "")
