@@ -42,7 +42,7 @@ def _env(tmp: Path, **extra) -> dict:
 
 
 def mpiexec(workers: int, *command: str, tmp: Path, timeout: float = 120):
-    """Run ``command`` (after ``python``) on ``workers`` MPI ranks, as tinyconv would start them."""
+    """Run ``python *command`` on ``workers`` MPI ranks, as tinyconv would start them."""
     line, env = mpiexec_command([], workers)
     line = line[:line.index(sys.executable)] + [sys.executable, *command]
     return subprocess.run(line, env={**env, **_env(tmp)}, capture_output=True, text=True,
@@ -296,3 +296,17 @@ def test_killing_a_worker_mid_epoch_ends_the_job_and_keeps_the_checkpoint(fashio
     saved = read_npz(out / "checkpoint.npz", what="checkpoint")
     assert int(saved["epoch"]) >= 1
     assert not (out / "model.npz").exists()
+
+
+@pytest.mark.slow
+def test_bench_times_workers_against_pytorch_threads(torch, tmp_path):
+    figures = tmp_path / "workers.json"
+    result = tinyconv("bench", "--workers", "2", "--batch", "4", "--rounds", "1", "--budget",
+                      "1e-4", "--json", figures, tmp=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr
+    results = json.loads(figures.read_text())
+    assert results["workers"] == 2 and results["machine"]["torch_threads"] == 2
+    assert {(row["model"], row["batch"]) for row in results["steps"]} == {
+        ("lenet5", 4), ("default", 4)}
+    assert all(row["ratio"] > 0 for row in results["steps"])
+    assert "2 workers" in result.stdout

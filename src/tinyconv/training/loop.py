@@ -15,6 +15,10 @@ weights, the batch-norm statistics and the optimizer's and schedule's state,
 all of which the checkpoint holds. So a run resumed from a checkpoint ends
 with exactly the weights of a run that was never interrupted.
 
+With several workers (``world``, :mod:`tinyconv.training.distributed`) each
+draws the same numbers and trains on its share of every batch; they end with
+the weights one process would have, up to rounding, resumed or not.
+
 Files in ``out_dir``, each written atomically (see :mod:`tinyconv.fileio`):
 
 - ``checkpoint.npz``: everything needed to continue (``resume=True``);
@@ -218,7 +222,7 @@ def fit(model: Module, train_data, val_data, *, epochs: int, batch_size: int, op
             return _diverged(what, value, epoch, lr, checkpoint, state.epoch)
 
         bar = ProgressBar(data_size(train_data), f"epoch {epoch}/{epochs}") if progress else None
-        # The bar's line ends, and the layers stop summing over workers, even when the epoch fails.
+        # The bar's line ends, and the layers stop summing over workers, even if the epoch fails.
         with bar or nullcontext(), parallel or nullcontext():
             train_loss, train_acc = _train_epoch(
                 model, train_data, batch_size=batch_size, optimizer=optimizer,
