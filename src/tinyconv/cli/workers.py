@@ -16,8 +16,8 @@ import sys
 import time
 
 from ..training.distributed import (INSTALL_MPI, SingleProcess, WorkerError, available_cores,
-                                    mpi_available, mpi_world, run_under_mpiexec,
-                                    under_launcher)
+                                    mpi_available, mpi_world, note_started,
+                                    run_under_mpiexec, under_launcher)
 from .common import UsageError, positive_int, say
 
 ENVIRONMENT = "TINYCONV_WORKERS"
@@ -55,6 +55,7 @@ def workers_world(args: argparse.Namespace, batch_size: int | None = None):
     """
     if under_launcher():
         world = mpi_world()
+        note_started(world)
         if args.workers is not None and args.workers != world.size:
             raise UsageError(f"--workers {args.workers} does not match the {world.size} "
                              f"processes mpiexec started; leave --workers out under mpiexec")

@@ -41,6 +41,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -49,13 +50,16 @@ from ..nn.layers import BatchNorm2d, Dropout, Module
 
 __all__ = ["INSTALL_MPI", "WorkerError", "SingleProcess", "MPIWorld", "under_launcher",
            "mpi_available", "mpi_world", "check_same", "DataParallel", "run_under_mpiexec",
-           "available_cores"]
+           "note_started", "available_cores"]
 
 INSTALL_MPI = 'pip install "tinyconv[mpi]"'
 
 #: Set in every process that a launcher started: Open MPI's mpiexec, MPICH's
 #: Hydra, PMIx launchers (Slurm's srun with --mpi=pmix among them).
 LAUNCHER_VARIABLES = ("OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_SIZE", "PMI_RANK")
+
+#: The file that rank 0 creates once MPI started the workers tinyconv launched.
+STARTED = "TINYCONV_WORKERS_STARTED"
 
 #: One BLAS/OpenMP thread per worker: K workers on K cores, not K·K threads.
 ONE_THREAD = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
@@ -288,9 +292,40 @@ def run_under_mpiexec(arguments: list[str], workers: int) -> int:
     The workers' output passes through as it comes; Open MPI's own notices
     (framed boxes several lines long) are held back, and when the job failed
     without a ``tinyconv: error`` line of its own, the first sentence of the
-    notice becomes that one line.
+    notice becomes that one line. When MPI could not start the workers at
+    all, :class:`WorkerError` says so (a broken MPI: nothing has run).
     """
     command, env = mpiexec_command(arguments, workers)
+    with tempfile.TemporaryDirectory(prefix="tinyconv-") as folder:
+        started = Path(folder) / "started"
+        env[STARTED] = str(started)
+        status, notices, said_error = _run_filtered(command, env)
+        if status != 0 and not started.exists():
+            what = _first_sentence(notices) or f"mpiexec ended with status {status}"
+            raise WorkerError(f"MPI could not start {workers} workers: {what}")
+    if status != 0 and not said_error:
+        what = _first_sentence(notices) or f"exit status {status}"
+        print(f"tinyconv: error: a worker failed, so all {workers} stopped: {what}",
+              file=sys.stderr)
+    return status
+
+
+def note_started(world) -> None:
+    """Tell :func:`run_under_mpiexec` that MPI started every worker (rank 0 does it)."""
+    if world.rank == 0 and os.environ.get(STARTED):
+        Path(os.environ[STARTED]).touch()
+
+
+def _first_sentence(notices: list[str]) -> str:
+    return " ".join(notices).split(". ")[0].strip()
+
+
+def _run_filtered(command: list[str], env: dict) -> tuple[int, list[str], bool]:
+    """Run ``command``, passing its stderr through but for Open MPI's notices.
+
+    Returns (exit status, the notices' lines, whether a ``tinyconv: error``
+    line passed).
+    """
     process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE)
     notices, said_error = [], False
     try:
@@ -318,8 +353,4 @@ def run_under_mpiexec(arguments: list[str], workers: int) -> int:
         process.terminate()
         process.wait()
         raise
-    if status != 0 and not said_error:
-        what = " ".join(notices).split(". ")[0].strip() if notices else f"exit status {status}"
-        print(f"tinyconv: error: a worker failed, so all {workers} stopped: {what}",
-              file=sys.stderr)
-    return status
+    return status, notices, said_error
