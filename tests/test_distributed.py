@@ -310,3 +310,14 @@ def test_bench_times_workers_against_pytorch_threads(torch, tmp_path):
         ("lenet5", 4), ("default", 4)}
     assert all(row["ratio"] > 0 for row in results["steps"])
     assert "2 workers" in result.stdout
+
+
+@pytest.mark.slow
+def test_a_broken_mpi_is_one_line_and_status_2(tmp_path):
+    """An MPI whose workers cannot start (here: a transport that does not exist)."""
+    start = time.monotonic()
+    result = tinyconv("evaluate", "absent.npz", "--workers", "2", tmp=tmp_path, timeout=90,
+                      OMPI_MCA_pml="no-such-transport")
+    assert time.monotonic() - start < 60
+    assert result.returncode == 2
+    assert "MPI could not start 2 workers" in one_error_line(result)

@@ -38,10 +38,12 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import select
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +62,9 @@ LAUNCHER_VARIABLES = ("OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_SIZE", "PMI_RANK
 
 #: The file that rank 0 creates once MPI started the workers tinyconv launched.
 STARTED = "TINYCONV_WORKERS_STARTED"
+
+#: Seconds that MPI may take to start the workers tinyconv launched.
+START_TIMEOUT_S = 30
 
 #: One BLAS/OpenMP thread per worker: K workers on K cores, not K·K threads.
 ONE_THREAD = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
@@ -281,7 +286,8 @@ def mpiexec_command(arguments: list[str], workers: int) -> tuple[list[str], dict
     return command + [sys.executable, "-m", "tinyconv", *arguments], env
 
 
-# Open MPI's notices: blocks framed by lines of dashes, and lines tagged [host:pid].
+# Open MPI's notices: blocks framed by lines of dashes, lines starting "*** "
+# and lines tagged [host:pid].
 _RULE = re.compile(rb"^-{20,}\s*$")
 _TAGGED = re.compile(rb"^\[[^\]\s]+:\d+\] ")
 
@@ -299,7 +305,7 @@ def run_under_mpiexec(arguments: list[str], workers: int) -> int:
     with tempfile.TemporaryDirectory(prefix="tinyconv-") as folder:
         started = Path(folder) / "started"
         env[STARTED] = str(started)
-        status, notices, said_error = _run_filtered(command, env)
+        status, notices, said_error = _run_filtered(command, env, started)
         if status != 0 and not started.exists():
             what = _first_sentence(notices) or f"mpiexec ended with status {status}"
             raise WorkerError(f"MPI could not start {workers} workers: {what}")
@@ -320,29 +326,41 @@ def _first_sentence(notices: list[str]) -> str:
     return " ".join(notices).split(". ")[0].strip()
 
 
-def _run_filtered(command: list[str], env: dict) -> tuple[int, list[str], bool]:
+def _run_filtered(command: list[str], env: dict, started: Path) -> tuple[int, list[str], bool]:
     """Run ``command``, passing its stderr through but for Open MPI's notices.
 
     Returns (exit status, the notices' lines, whether a ``tinyconv: error``
-    line passed).
+    line passed). A job whose rank 0 has not created ``started`` within
+    :data:`START_TIMEOUT_S` is ended: an MPI that fails to start can hang
+    (Open MPI, when MPI_Init fails, sometimes never exits).
     """
     process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE)
     notices, said_error = [], False
+    deadline = time.monotonic() + START_TIMEOUT_S
     try:
         line, in_notice = b"", False
-        while chunk := os.read(process.stderr.fileno(), 65536):
-            for piece in re.split(rb"(?<=\n)", chunk):
+        while True:
+            if not select.select([process.stderr], [], [], 1.0)[0]:
+                if not started.exists() and time.monotonic() > deadline:
+                    notices.insert(0, f"none had started after {START_TIMEOUT_S} s. ")
+                    return _end(process), notices, False
+                continue
+            chunk = os.read(process.stderr.fileno(), 65536)
+            if not chunk:
+                break
+            # Open MPI may put a NUL byte before a notice.
+            for piece in re.split(rb"(?<=\n)", chunk.replace(b"\0", b"")):
                 line += piece
                 if not line.endswith(b"\n"):
-                    if not (in_notice or line.startswith((b"-", b"["))):
+                    if not (in_notice or line.startswith((b"-", b"[", b"*"))):
                         sys.stderr.buffer.write(line)  # a progress bar's \r updates
                         sys.stderr.buffer.flush()
                         line = b""
                     continue
                 if _RULE.match(line):
                     in_notice = not in_notice
-                elif in_notice:
-                    notices.append(line.strip().decode(errors="replace"))
+                elif in_notice or line.startswith(b"*** "):
+                    notices.append(line.strip(b"* \n").decode(errors="replace"))
                 elif not _TAGGED.match(line):
                     said_error |= line.startswith(b"tinyconv: error")
                     sys.stderr.buffer.write(line)
@@ -350,7 +368,16 @@ def _run_filtered(command: list[str], env: dict) -> tuple[int, list[str], bool]:
                 line = b""
         status = process.wait()
     except BaseException:
-        process.terminate()
-        process.wait()
+        _end(process)
         raise
     return status, notices, said_error
+
+
+def _end(process: subprocess.Popen) -> int:
+    """Terminate ``process`` (mpiexec ends its workers), killing it if it lingers."""
+    process.terminate()
+    try:
+        return process.wait(timeout=3)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.wait()
