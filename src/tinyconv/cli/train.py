@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 from pathlib import Path
 
 from ..models.presets import PRESETS, preset_name
 from ..training.checkpoint import CHECKPOINT
+from ..training.distributed import SHOW_PROGRESS
 from ..training.run import train
 from .common import (EXIT_INTERRUPTED, PROG, Command, add_data_arguments, float_in, natural,
                      positive_int, say)
@@ -90,7 +92,8 @@ def run(args: argparse.Namespace) -> int | None:
             download=args.download, mirror=args.mirror, log=say,
             # The bar is for someone watching; a log gets each epoch's line on
             # stdout, and its stderr holds only errors.
-            progress=sys.stderr.isatty(), world=world)
+            progress=sys.stderr.isatty() or os.environ.get(SHOW_PROGRESS) == "1",
+            world=world)
     except KeyboardInterrupt:
         checkpoint = out / CHECKPOINT
         kept = (f"the last checkpoint is kept in {checkpoint} (continue with --resume)"

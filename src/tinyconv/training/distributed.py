@@ -63,6 +63,9 @@ LAUNCHER_VARIABLES = ("OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_SIZE", "PMI_RANK
 #: The file that rank 0 creates once MPI started the workers tinyconv launched.
 STARTED = "TINYCONV_WORKERS_STARTED"
 
+#: Set for workers whose output ends on a terminal, which they cannot see themselves.
+SHOW_PROGRESS = "TINYCONV_PROGRESS"
+
 #: Seconds that MPI may take to start the workers tinyconv launched.
 START_TIMEOUT_S = 30
 
@@ -277,6 +280,9 @@ def mpiexec_command(arguments: list[str], workers: int) -> tuple[list[str], dict
         raise WorkerError(f"--workers {workers} needs MPI: {problem}; install it with: "
                           f"{INSTALL_MPI}, or give --workers 1")
     env = dict(os.environ, **ONE_THREAD)
+    if sys.stderr.isatty():
+        # The workers' stderr is a pipe; rank 0 shows its progress bar all the same.
+        env[SHOW_PROGRESS] = "1"
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         # Open MPI refuses to run as root unless told twice that it is meant.
         env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
