@@ -284,7 +284,7 @@ def test_killing_a_worker_mid_epoch_ends_the_job_and_keeps_the_checkpoint(fashio
         assert len(pids) == 1
         os.kill(pids[0], signal.SIGKILL)
         killed = time.monotonic()
-        stdout, stderr = process.communicate(timeout=30)
+        _, stderr = process.communicate(timeout=30)
         assert time.monotonic() - killed < 10
     finally:
         if process.poll() is None:

@@ -275,18 +275,18 @@ def _worker_step(spec: str, batch: int, world):
             with parallel:
                 parallel.step(criterion, optimizer, xs, ys, (start, stop, batch))
 
-    torch_step = None
-    if world.rank == 0 and torch_available():
-        import torch
-        t = to_torch(build(spec, rng=0))
-        xt, yt = torch.from_numpy(x), torch.from_numpy(y)
-        opt = torch.optim.SGD(t.parameters(), lr=0.01, momentum=0.9)
+    if world.rank != 0 or not torch_available():
+        return step, None
+    import torch
+    t = to_torch(build(spec, rng=0))
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    opt = torch.optim.SGD(t.parameters(), lr=0.01, momentum=0.9)
 
-        def torch_step():
-            t.train()
-            opt.zero_grad()
-            torch.nn.functional.cross_entropy(t(xt), yt).backward()
-            opt.step()
+    def torch_step():
+        t.train()
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(t(xt), yt).backward()
+        opt.step()
     return step, torch_step
 
 
@@ -327,7 +327,8 @@ def run_workers(world, batches=(64, 256), rounds: int = 7, budget: float = 0.15,
     """
     k = world.size
     if world.rank != 0:
-        out = lambda *_: None  # noqa: E731
+        def out(*_):  # only rank 0 prints
+            pass
     elif torch_available():
         import torch
         torch.set_num_threads(k)

@@ -180,11 +180,6 @@ def check_same(world, what: str, *parts) -> None:
                           f"must read the same files with the same tinyconv")
 
 
-def state_digest_parts(model: Module) -> list[np.ndarray]:
-    """The model's parameters and buffers, in order, for :func:`check_same`."""
-    return list(model.state_dict().values())
-
-
 class DataParallel:
     """One model trained by every worker of ``world`` on its share of each batch.
 
