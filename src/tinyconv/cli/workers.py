@@ -88,7 +88,10 @@ def end_job(status: int) -> None:
     first, so that when every worker failed alike, rank 0's line is the one
     the user reads and the others are ended before they repeat it.
     """
-    world = mpi_world()
+    try:
+        world = mpi_world()
+    except WorkerError:
+        return  # MPI never started here: there is no job to end
     if world.size > 1:
         sys.stderr.flush()
         world.abort(status)

@@ -12,7 +12,9 @@ global batch size and seed, up to rounding (float64 parameters agree to
 - each worker's δ of the loss is scaled by n_worker / N, so its gradients are
   its share of the mean over the whole batch, and ONE in-place Allreduce per
   step sums every parameter's gradient, held in one flat buffer
-  (:class:`DataParallel`); the same update then runs on every worker;
+  (:class:`DataParallel`); the same update then runs on every worker (one
+  more Allreduce, of two float64 numbers, sums the loss and the right
+  answers that the history reports);
 - batch normalisation takes the whole batch's statistics: an allreduce of the
   per-channel sums, then of the sums of squares about the whole batch's mean,
   forward, and of the two gradient sums backward
