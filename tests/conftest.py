@@ -41,6 +41,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# The commands the tests run use one process unless a test asks for workers
+# (tests/test_distributed.py): --workers defaults to every core otherwise.
+os.environ.setdefault("TINYCONV_WORKERS", "1")
+
 INSTALL_TORCH = "pip install torch==2.13.0 (the CPU build; `make test` does it)"
 INSTALL_FASHION_MNIST = "apt-get install dataset-fashion-mnist (`.ci/run` does it)"
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")

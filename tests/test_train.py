@@ -197,7 +197,7 @@ def test_early_stopping_keeps_the_best_weights(small, tmp_path, monkeypatch):
     after epoch 4 and ends with epoch 2's weights."""
     losses = iter([1.0, 0.5, 0.7, 0.8, 0.9, 1.0])
 
-    def fake_evaluate(model, data, normalization, batch_size=500):
+    def fake_evaluate(model, data, normalization, batch_size=500, world=None):
         return Evaluation(loss=next(losses), accuracy=0.5, n=1,
                           confusion=np.zeros((10, 10), np.int64), predictions=np.zeros(1))
 

@@ -234,6 +234,129 @@ def _reference_speedup(budget: float) -> dict:
 
 
 # ----------------------------------------------------------------------------
+# K workers against PyTorch with K threads
+# ----------------------------------------------------------------------------
+
+def _wait_for_all(world) -> None:
+    """A barrier that sleeps while it waits: a worker waiting for rank 0 to
+    time PyTorch must not spin on a core that PyTorch's threads need (MPI's
+    own blocking calls poll the network and keep a core busy)."""
+    if world.size == 1:
+        return
+    request = world.comm.Ibarrier()
+    while not request.Test():
+        time.sleep(0.0005)
+
+
+def _worker_step(spec: str, batch: int, world):
+    """This worker's training step of ``spec`` on its share of a global batch,
+    and rank 0's PyTorch step of the whole batch (None on other ranks or
+    without PyTorch)."""
+    from ..data.loader import shard_bounds
+    from ..training.distributed import DataParallel
+    model = build(spec, rng=0)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((batch, 1, 28, 28)).astype(np.float32)
+    y = rng.integers(0, 10, batch)
+    start, stop = shard_bounds(batch, world.rank, world.size)
+    parallel = DataParallel(model, world) if world.size > 1 else None
+    criterion = CrossEntropyLoss()
+    optimizer = SGD(model.parameters(), lr=0.01, momentum=0.9)
+    xs, ys = x[start:stop], y[start:stop]
+
+    def step():
+        model.train()
+        if parallel is None:
+            optimizer.zero_grad()
+            criterion.forward(model.forward(xs), ys)
+            model.backward(criterion.backward(), input_grad=False)
+            optimizer.step()
+        else:
+            with parallel:
+                parallel.step(criterion, optimizer, xs, ys, (start, stop, batch))
+
+    if world.rank != 0 or not torch_available():
+        return step, None
+    import torch
+    t = to_torch(build(spec, rng=0))
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    opt = torch.optim.SGD(t.parameters(), lr=0.01, momentum=0.9)
+
+    def torch_step():
+        t.train()
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(t(xt), yt).backward()
+        opt.step()
+    return step, torch_step
+
+
+def _time_workers(world, step, torch_step, rounds: int, budget: float) -> dict:
+    """Like :func:`time_interleaved` for two candidates: the K workers' step
+    (every rank runs it, rank 0 times it) and PyTorch's (rank 0 alone, the
+    others sleeping). The figures are rank 0's; others get an empty dict."""
+    step()
+    _wait_for_all(world)
+    start = time.perf_counter()
+    step()
+    reps = np.array([max(1, int(budget / max(time.perf_counter() - start, 1e-6)))])
+    reps = int(world.broadcast(reps)[0]) if world.size > 1 else int(reps[0])
+    torch_reps = _calibrate(torch_step, budget) if torch_step else 0
+    samples = {"tinyconv": [], "pytorch": []}
+    for r in range(rounds):
+        for name in (("tinyconv", "pytorch") if r % 2 == 0 else ("pytorch", "tinyconv")):
+            _wait_for_all(world)
+            time.sleep(SETTLE_S)
+            if name == "tinyconv":
+                step()
+                samples[name].append(_seconds_per_call(step, reps))
+            elif torch_step is not None:
+                torch_step()
+                samples[name].append(_seconds_per_call(torch_step, torch_reps))
+    return {name: {"median": statistics.median(s), "min": min(s), "max": max(s),
+                   "rounds": rounds, "reps": reps if name == "tinyconv" else torch_reps}
+            for name, s in samples.items() if s and world.rank == 0}
+
+
+def run_workers(world, batches=(64, 256), rounds: int = 7, budget: float = 0.15,
+                out=print) -> dict:
+    """Training steps of lenet5 and default with ``world.size`` workers (one
+    thread each) against PyTorch with as many threads, same global batch.
+
+    Every worker of ``world`` calls this; rank 0 prints through ``out`` and
+    returns the figures (the others return an empty dict).
+    """
+    k = world.size
+    if world.rank != 0:
+        def out(*_):  # only rank 0 prints
+            pass
+    elif torch_available():
+        import torch
+        torch.set_num_threads(k)
+    info = machine()
+    info.update(workers=k, torch_threads=k if torch_available() else None)
+    results = {"machine": info, "workers": k, "steps": [],
+               "ratio": "pytorch time / tinyconv time"}
+    out("tinyconv benchmark with workers: " + ", ".join(f"{a} {b}" for a, b in info.items()))
+    out(f"ratio = PyTorch ({k} threads) time / tinyconv ({k} workers, 1 thread each) time; "
+        f"median (lowest-highest) of {rounds} interleaved rounds; float32")
+    header = f"{'':42} {'tinyconv':>26} {'pytorch':>26} {'ratio':>6}"
+    for preset in ("lenet5", "default"):
+        for batch in batches:
+            step, torch_step = _worker_step(PRESETS[preset].spec, batch, world)
+            figures = _time_workers(world, step, torch_step, rounds, budget)
+            if world.rank != 0:
+                continue
+            row = _row(f"{preset} training step, {k} workers", figures)
+            row.update(batch=batch, model=preset, kind="training step", workers=k)
+            results["steps"].append(row)
+            out(f"\n{preset}, global batch {batch}\n{header}")
+            out(f"{row['name'][:42]:42} {_format_rate(row['tinyconv'], batch):>26} "
+                + (f"{_format_rate(row['pytorch'], batch):>26} {row['ratio']:6.2f}"
+                   if "pytorch" in row else ""))
+    return results if world.rank == 0 else {}
+
+
+# ----------------------------------------------------------------------------
 # Memory and a real epoch, each in a fresh process
 # ----------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ from ..models.serialize import load_model
 from ..training.evaluation import confusion_table, evaluate
 from .common import (Command, add_data_arguments, add_flip_average_argument, data_location,
                      say)
+from .workers import add_workers_argument, workers_world
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,13 +23,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="print one JSON object (accuracy, loss, n, confusion, classes, "
                              "flip_average)")
     add_flip_average_argument(parser)
+    add_workers_argument(parser, "evaluation: each takes its share of the test images")
 
 
-def run(args: argparse.Namespace) -> None:
+def run(args: argparse.Namespace) -> int | None:
+    world = workers_world(args)
+    if isinstance(world, int):
+        return world  # the exit status of the workers started under mpiexec
     loaded = load_model(args.model)
-    test = test_set(loaded, args.data, limit=args.limit_test, log=say,
-                    **data_location(args))
-    result = evaluate(loaded.model, test, loaded.normalization, flip_average=args.flip_average)
+    test = test_set(loaded, args.data, limit=args.limit_test,
+                    log=say if world.rank == 0 else (lambda *_: None), **data_location(args))
+    result = evaluate(loaded.model, test, loaded.normalization, flip_average=args.flip_average,
+                      world=world)
+    if world.rank != 0:
+        return None
     if args.json:
         print(json.dumps({"model": str(args.model), "data": test.name,
                           "accuracy": result.accuracy, "loss": result.loss, "n": result.n,

@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 from pathlib import Path
 
 from ..models.presets import PRESETS, preset_name
 from ..training.checkpoint import CHECKPOINT
+from ..training.distributed import SHOW_PROGRESS
 from ..training.run import train
 from .common import (EXIT_INTERRUPTED, PROG, Command, add_data_arguments, float_in, natural,
                      positive_int, say)
+from .workers import add_workers_argument, workers_world
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -66,12 +69,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="where model.npz, the checkpoint and the history go "
                              "(default: runs/<preset>)")
     parser.add_argument("--resume", action="store_true",
-                        help="continue from the checkpoint in --out")
+                        help="continue from the checkpoint in --out (with any number of "
+                             "workers)")
+    add_workers_argument(parser, "training: each takes its share of every batch, and "
+                                 "together they train the same model as one process")
 
 
 def run(args: argparse.Namespace) -> int | None:
     out = args.out or Path("runs") / (preset_name(args.arch) or "custom")
     try:
+        world = workers_world(args, batch_size=args.batch_size)
+        if isinstance(world, int):
+            return world  # the exit status of the workers started under mpiexec
         result = train(
             args.arch, args.data, out=out, epochs=args.epochs, batch_size=args.batch_size,
             optimizer=args.optimizer, lr=args.lr, momentum=args.momentum,
@@ -83,13 +92,16 @@ def run(args: argparse.Namespace) -> int | None:
             download=args.download, mirror=args.mirror, log=say,
             # The bar is for someone watching; a log gets each epoch's line on
             # stdout, and its stderr holds only errors.
-            progress=sys.stderr.isatty())
+            progress=sys.stderr.isatty() or os.environ.get(SHOW_PROGRESS) == "1",
+            world=world)
     except KeyboardInterrupt:
         checkpoint = out / CHECKPOINT
         kept = (f"the last checkpoint is kept in {checkpoint} (continue with --resume)"
                 if checkpoint.exists() else "no epoch had finished, so there is no checkpoint")
         print(f"{PROG}: interrupted; {kept}", file=sys.stderr)
         return EXIT_INTERRUPTED
+    if world.rank != 0:
+        return None
     test, flip = result.test, result.test_flip_average
     print(f"test accuracy {test.accuracy:.2%} (loss {test.loss:.4f}) on {test.n} "
           f"test images, after {len(result.history)} epochs in "

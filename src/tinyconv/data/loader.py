@@ -26,7 +26,7 @@ import numpy as np
 from ..checks import check_int
 from ..checks import as_generator
 
-__all__ = ["train_val_split", "Normalization", "Augment", "batches"]
+__all__ = ["train_val_split", "Normalization", "Augment", "batches", "shard_bounds"]
 
 
 def train_val_split(n: int, val_fraction: float, rng) -> tuple[np.ndarray, np.ndarray]:
@@ -188,8 +188,19 @@ def data_size(data) -> int:
     return len(data)
 
 
+def shard_bounds(n: int, rank: int, size: int) -> tuple[int, int]:
+    """Worker ``rank``'s share of a batch of ``n`` among ``size`` workers: (start, stop).
+
+    Contiguous and as even as can be: rank r takes samples
+    ⌊n·r/size⌋ .. ⌊n·(r+1)/size⌋ - 1, so shares differ by at most one sample
+    (and are empty when n < size), and the shares of ranks 0..size-1 cover
+    the batch in order.
+    """
+    return n * rank // size, n * (rank + 1) // size
+
+
 def batches(data, batch_size: int, *, shuffle: bool, rng=None, normalization=None,
-            augment: Augment | None = None):
+            augment: Augment | None = None, shard: tuple[int, int] | None = None):
     """Yield ``(x, y)`` batches covering every sample of ``data`` exactly once.
 
     ``data`` is a :class:`tinyconv.data.datasets.Dataset` or an ``(images, labels)``
@@ -202,6 +213,11 @@ def batches(data, batch_size: int, *, shuffle: bool, rng=None, normalization=Non
     each call, that is each epoch. ``rng`` must then be a
     ``numpy.random.Generator`` (not a seed, which would repeat one order
     every epoch); the same Generator state gives the same batches.
+
+    ``shard = (rank, size)`` yields only worker ``rank``'s share of each
+    batch (:func:`shard_bounds`) of ``batch_size`` images: the order and the
+    augmentation are still drawn for the whole batch, so every worker draws
+    the same numbers and each image is augmented as one process would.
     """
     images, labels = (data.images, data.labels) if hasattr(data, "images") else data
     images = _check_uint8_nchw(images, "images")
@@ -215,14 +231,15 @@ def batches(data, batch_size: int, *, shuffle: bool, rng=None, normalization=Non
     order = rng.permutation(len(images)) if shuffle else np.arange(len(images))
     for start in range(0, len(order), batch_size):
         chosen = order[start:start + batch_size]
-        x = images[chosen]
+        part = slice(None) if shard is None else slice(*shard_bounds(len(chosen), *shard))
+        x = images[chosen[part]]
         if augment is not None:
-            x = augment(x, rng)
+            x = augment.apply(x, *(draw[part] for draw in augment.draw(len(chosen), rng)))
         if normalization is None:
             x = x.astype(np.float32) / np.float32(255.0)
         else:
             x = normalization(x)
-        yield x, labels[chosen].astype(np.int64)
+        yield x, labels[chosen[part]].astype(np.int64)
 
 
 def _check_uint8_nchw(images, name: str) -> np.ndarray:

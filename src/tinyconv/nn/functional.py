@@ -786,7 +786,7 @@ def _channel_vector(value, c: int, dtype, name: str) -> np.ndarray:
     return value.astype(dtype, copy=False)
 
 
-def batch_norm2d_forward(x, weight, bias=None, mean=None, var=None, eps=1e-5):
+def batch_norm2d_forward(x, weight, bias=None, mean=None, var=None, eps=1e-5, reduce=None):
     """Batch normalisation of every channel: ``out = gamma · x_hat + beta``.
 
     Batch last, this module's layout: x (C, H, W, N); BatchNorm2d takes NCHW.
@@ -803,6 +803,11 @@ def batch_norm2d_forward(x, weight, bias=None, mean=None, var=None, eps=1e-5):
         mean, var: (C,) statistics to use, or None for the batch's.
         eps: added to the variance so that a constant channel divides by
             sqrt(eps), not by zero.
+        reduce: None on one process. When the batch is shared among
+            workers (:mod:`tinyconv.training.distributed`), ``x`` holds this
+            worker's columns and ``reduce`` sums a float64 array in place
+            over every worker; the batch statistics are then the whole
+            batch's, and the cache's ``count`` is the whole batch's M.
 
     Returns:
         out: (C, H, W, N) in x's dtype, and a :class:`BatchNormCache`.
@@ -822,6 +827,8 @@ def batch_norm2d_forward(x, weight, bias=None, mean=None, var=None, eps=1e-5):
     rows = x.reshape(c, -1)
     count = rows.shape[1]
     batch_stats = mean is None
+    if batch_stats and reduce is not None:
+        return _shared_batch_norm2d_forward(x, rows, weight, bias, eps, reduce)
     if batch_stats:
         if count < 2:
             raise ValueError(f"batch_norm2d needs more than one value per channel to take "
@@ -848,7 +855,37 @@ def batch_norm2d_forward(x, weight, bias=None, mean=None, var=None, eps=1e-5):
                                                 var, count, batch_stats, bias is not None)
 
 
-def batch_norm2d_backward(grad_out, cache):
+def _shared_batch_norm2d_forward(x, rows, weight, bias, eps, reduce):
+    """:func:`batch_norm2d_forward` with the statistics of a batch shared among workers.
+
+    The same mean and biased variance as one process would take of the
+    whole batch: first the sums of each channel (with the count M, so a
+    worker needs not know the others' shares), then the sums of squares
+    centred on the whole batch's mean, which keeps the variance as exact as
+    the one-process formula. ``rows`` is x as (C, M_local).
+    """
+    c, dtype = rows.shape[0], x.dtype
+    sums = np.empty(c + 1)
+    sums[:c], sums[c] = rows.sum(axis=1), rows.shape[1]
+    reduce(sums)
+    count = int(sums[c])
+    if count < 2:
+        raise ValueError(f"batch_norm2d needs more than one value per channel to take "
+                         f"batch statistics, got {count}")
+    mean = (sums[:c] / count).astype(dtype)
+    centred = rows - mean[:, None]
+    squares = np.einsum("cm,cm->c", centred, centred).astype(np.float64)
+    reduce(squares)
+    var = (squares / count).astype(dtype)
+    inv_std = 1 / np.sqrt(var + dtype.type(eps))
+    out = centred * (weight * inv_std)[:, None]
+    if bias is not None:
+        out += bias[:, None]
+    return out.reshape(x.shape), BatchNormCache(centred.reshape(x.shape), inv_std, weight, mean,
+                                                var, count, True, bias is not None)
+
+
+def batch_norm2d_backward(grad_out, cache, reduce=None):
     """Gradients of batch normalisation.
 
     Batch last, this module's layout: δ (C, H, W, N).
@@ -859,6 +896,10 @@ def batch_norm2d_backward(grad_out, cache):
     ``grad_x = gamma / sqrt(var + eps) · (g - Σg / M - x_hat · Σ(g·x_hat) / M)``;
     with fixed statistics only the first term remains.
 
+    ``reduce``: as :func:`batch_norm2d_forward` took it. The two sums in
+    grad_x are then the whole batch's, while grad_weight and grad_bias are
+    this worker's share, which the workers' gradient sum adds up.
+
     Returns:
         (grad_x (C, H, W, N), grad_weight (C,), grad_bias (C,) or None).
     """
@@ -866,6 +907,8 @@ def batch_norm2d_backward(grad_out, cache):
     grad_out = check_grad(grad_out, shape, cache.centred.dtype, "batch_norm2d")
     g = grad_out.reshape(shape[0], -1)               # (C, M), as in the forward
     centred = cache.centred.reshape(shape[0], -1)
+    if reduce is not None and cache.batch_stats:
+        return _shared_batch_norm2d_backward(shape, g, centred, cache, reduce)
     grad_bias, grad_weight = np.empty_like(cache.inv_std), np.empty_like(cache.inv_std)
     scale = cache.weight * cache.inv_std
     m = cache.centred.dtype.type(cache.count)
@@ -880,7 +923,25 @@ def batch_norm2d_backward(grad_out, cache):
     return grad_x.reshape(shape), grad_weight, grad_bias if cache.has_bias else None
 
 
-def dropout_forward(x, p, rng):
+def _shared_batch_norm2d_backward(shape, g, centred, cache, reduce):
+    """:func:`batch_norm2d_backward` for a batch shared among workers; g and
+    centred are this worker's (C, M_local)."""
+    c, dtype = g.shape[0], g.dtype
+    grad_bias = g.sum(axis=1)
+    grad_centred = np.einsum("cm,cm->c", g, centred)  # Σ g·(x - mean), this worker's
+    sums = np.concatenate([grad_bias, grad_centred]).astype(np.float64)
+    reduce(sums)
+    total_bias, total_weight = sums[:c].astype(dtype), (sums[c:] * cache.inv_std).astype(dtype)
+    scale = cache.weight * cache.inv_std
+    m = dtype.type(cache.count)
+    grad_x = g * scale[:, None]
+    grad_x -= centred * (scale * cache.inv_std * total_weight / m)[:, None]
+    grad_x -= (scale * total_bias / m)[:, None]
+    return (grad_x.reshape(shape), grad_centred * cache.inv_std,
+            grad_bias if cache.has_bias else None)
+
+
+def dropout_forward(x, p, rng, columns=None):
     """Inverted dropout for training: zero each value with probability ``p``.
 
     Batch last, this module's layout: the mask is drawn in x's shape, batch last.
@@ -891,6 +952,10 @@ def dropout_forward(x, p, rng):
     Args:
         x: any shape. p: the drop probability, in [0, 1).
         rng: a ``numpy.random.Generator``, the only source of the mask.
+        columns: None, or ``(start, stop, total)`` when x holds columns
+            start:stop of a batch of ``total`` shared among workers: the
+            mask is drawn for the whole batch and cut to those columns, so
+            each sample gets the mask one process would have given it.
 
     Returns:
         out: x's shape and dtype, and the cache: the mask (0 or 1/(1-p) per
@@ -905,7 +970,14 @@ def dropout_forward(x, p, rng):
         raise TypeError(f"dropout rng must be a numpy Generator, got {type(rng).__name__}")
     # float32 draws are half the work of float64 and plenty to compare with p.
     draw_dtype = np.float32 if x.dtype == np.float32 else np.float64
-    keep = rng.random(x.shape, dtype=draw_dtype) >= p
+    if columns is None:
+        keep = rng.random(x.shape, dtype=draw_dtype) >= p
+    else:
+        start, stop, total = columns
+        if stop - start != x.shape[-1] or not 0 <= start <= stop <= total:
+            raise ValueError(f"dropout columns {columns} do not fit an input of "
+                             f"{x.shape[-1]} columns")
+        keep = rng.random(x.shape[:-1] + (total,), dtype=draw_dtype)[..., start:stop] >= p
     mask = keep * x.dtype.type(1 / (1 - p))
     return x * mask, mask
 

@@ -469,7 +469,8 @@ class Flatten(Module):
     def forward_batch_last(self, x):
         x = as_float_array(x, "flatten input")
         self._cache = (x.shape, x.dtype)
-        return x.reshape(-1, x.shape[-1])
+        # The features counted, not -1: a worker's share of a batch may be empty.
+        return x.reshape(int(np.prod(x.shape[:-1])), x.shape[-1])
 
     def backward_batch_last(self, grad_output, input_grad=True):
         shape, dtype = self._saved(self._cache)
@@ -623,6 +624,9 @@ class BatchNorm2d(Module):
 
     buffers = ("running_mean", "running_var")
     input_layout = "(N, C, H, W)"
+    #: None on one process; while workers share each batch, the function
+    #: that sums their statistics (set by :mod:`tinyconv.training.distributed`).
+    reduce = None
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, *, dtype=np.float32):
         self.num_features = check_int(num_features, "num_features")
@@ -649,7 +653,7 @@ class BatchNorm2d(Module):
         maps = self._as_maps(as_float_array(x, f"{type(self).__name__} input"))
         if self.training:
             out, cache = F.batch_norm2d_forward(maps, self.weight.data, self.bias.data,
-                                                eps=self.eps)
+                                                eps=self.eps, reduce=self.reduce)
             unbiased = cache.var * (cache.count / (cache.count - 1))
             # Written into the arrays in place: state_dict hands out these arrays.
             self.running_mean[...] = ((1 - self.momentum) * self.running_mean
@@ -667,7 +671,7 @@ class BatchNorm2d(Module):
         cache, shape = self._saved(self._cache)
         grad_output = check_grad(grad_output, shape, cache.centred.dtype, type(self).__name__)
         grad_x, grad_weight, grad_bias = F.batch_norm2d_backward(
-            grad_output.reshape(cache.centred.shape), cache)
+            grad_output.reshape(cache.centred.shape), cache, self.reduce)
         self._accumulate(grad_weight, grad_bias)
         return grad_x.reshape(shape) if input_grad else None
 
@@ -710,6 +714,11 @@ class Dropout(Module):
     Shape: any -> the same shape.
     """
 
+    #: None on one process; while workers share each batch, ``(start, stop,
+    #: total)``: this worker's columns of the whole batch, whose mask is drawn
+    #: (set by :mod:`tinyconv.training.distributed`).
+    columns = None
+
     def __init__(self, p=0.5, *, rng=None):
         if isinstance(p, bool) or not isinstance(p, (int, float, np.integer, np.floating)):
             raise TypeError(f"p must be a number in [0, 1), got {p!r}")
@@ -724,7 +733,7 @@ class Dropout(Module):
         if not self.training or self.p == 0:
             self._cache = (x.shape, x.dtype, None)
             return x
-        out, mask = F.dropout_forward(x, self.p, self.rng)
+        out, mask = F.dropout_forward(x, self.p, self.rng, self.columns)
         self._cache = (x.shape, x.dtype, mask)
         return out
 

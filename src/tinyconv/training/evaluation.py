@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..data.loader import batches, data_size
+from ..data.loader import batches, data_size, shard_bounds
 from ..nn.functional import cross_entropy_forward, softmax
 from ..nn.layers import Module
 
@@ -44,7 +44,7 @@ def flipped(x: np.ndarray) -> np.ndarray:
 
 
 def evaluate(model: Module, data, normalization, batch_size: int = EVAL_BATCH,
-             flip_average: bool = False) -> Evaluation:
+             flip_average: bool = False, world=None) -> Evaluation:
     """Loss, accuracy and confusion matrix of ``model`` on ``data``, in eval mode.
 
     Args:
@@ -57,11 +57,19 @@ def evaluate(model: Module, data, normalization, batch_size: int = EVAL_BATCH,
             with random flips has learnt that a flipped garment is the same
             garment, so the two views vote. The loss is then the
             cross-entropy of the averaged probabilities.
+        world: None, or the workers (:mod:`tinyconv.training.distributed`)
+            that share the images: each evaluates its contiguous share, and
+            every worker gets the whole result (the same as one process's, up
+            to the rounding of the loss's sum). With fewer images than
+            workers, each evaluates them all.
 
     Every module's train/eval mode is restored afterwards.
     """
-    if data_size(data) == 0:
+    n = data_size(data)
+    if n == 0:
         raise ValueError("evaluate needs at least one image, got an empty dataset")
+    if world is not None and 1 < world.size <= n:
+        return _shared_evaluate(model, data, normalization, batch_size, flip_average, world)
     total_loss, predictions, labels = 0.0, [], []
     with model.evaluating():
         # A diverged model's overflows end in a NaN loss, which fit reports
@@ -84,6 +92,23 @@ def evaluate(model: Module, data, normalization, batch_size: int = EVAL_BATCH,
     np.add.at(confusion, (labels, predictions), 1)
     n = len(labels)
     return Evaluation(loss=total_loss / n, accuracy=float(np.mean(predictions == labels)), n=n,
+                      confusion=confusion, predictions=predictions)
+
+
+def _shared_evaluate(model, data, normalization, batch_size, flip_average, world):
+    """:func:`evaluate` with each worker of ``world`` on its share of ``data``."""
+    images, labels = (data.images, data.labels) if hasattr(data, "images") else data
+    n = len(labels)
+    start, stop = shard_bounds(n, world.rank, world.size)
+    ours = evaluate(model, (images[start:stop], labels[start:stop]), normalization,
+                    batch_size, flip_average)
+    total_loss = world.allreduce(np.array([ours.loss * ours.n]))[0]
+    predictions = np.zeros(n, np.int64)
+    predictions[start:stop] = ours.predictions
+    world.allreduce(predictions)
+    confusion = world.allreduce(np.ascontiguousarray(ours.confusion, np.int64))
+    return Evaluation(loss=float(total_loss / n),
+                      accuracy=float(np.mean(predictions == np.asarray(labels))), n=n,
                       confusion=confusion, predictions=predictions)
 
 

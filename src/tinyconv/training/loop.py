@@ -15,6 +15,10 @@ weights, the batch-norm statistics and the optimizer's and schedule's state,
 all of which the checkpoint holds. So a run resumed from a checkpoint ends
 with exactly the weights of a run that was never interrupted.
 
+With several workers (``world``, :mod:`tinyconv.training.distributed`) each
+draws the same numbers and trains on its share of every batch; they end with
+the weights one process would have, up to rounding, resumed or not.
+
 Files in ``out_dir``, each written atomically (see :mod:`tinyconv.fileio`):
 
 - ``checkpoint.npz``: everything needed to continue (``resume=True``);
@@ -26,6 +30,7 @@ Shapes: images (N, C, H, W); labels (N,); logits and probabilities
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from contextlib import nullcontext
@@ -34,11 +39,12 @@ from pathlib import Path
 import numpy as np
 
 from ..checks import check_int
-from ..data.loader import batches, data_size
+from ..data.loader import batches, data_size, shard_bounds
 from ..models.spec import format_spec
 from ..nn.layers import Module
 from ..nn.losses import CrossEntropyLoss
 from .checkpoint import CHECKPOINT, Progress, load_checkpoint, run_settings, save_checkpoint
+from .distributed import DataParallel, check_same
 from .evaluation import evaluate
 from .history import History
 from .progress import ProgressBar
@@ -94,31 +100,45 @@ def train_step(model: Module, criterion, optimizer, x, y, diverged=None):
 
 
 def _train_epoch(model, data, *, batch_size, optimizer, normalization, augment, rng,
-                 criterion, bar, diverged) -> tuple[float, float]:
+                 criterion, bar, diverged, parallel=None) -> tuple[float, float]:
     """One pass over ``data``; returns (mean loss, accuracy) over its images.
 
     ``diverged(what, value)`` makes the error raised when the loss is not finite.
+    With ``parallel`` (a :class:`~tinyconv.training.distributed.DataParallel`)
+    this worker trains on its share of each batch, and the loss and accuracy
+    returned are still the whole epoch's.
     """
     model.train()
     total_loss, correct, seen = 0.0, 0, 0
+    world = None if parallel is None else parallel.world
+    shard = None if world is None else (world.rank, world.size)
+    size = data_size(data)
     # Overflows on the way to divergence end in a non-finite loss, which the
     # check below reports with advice; NumPy's warnings would only come first.
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         for x, y in batches(data, batch_size, shuffle=True, rng=rng,
-                            normalization=normalization, augment=augment):
-            loss, logits = train_step(model, criterion, optimizer, x, y, diverged)
-            total_loss += loss * len(y)
-            correct += int(np.sum(logits.argmax(axis=1) == y))
-            seen += len(y)
+                            normalization=normalization, augment=augment, shard=shard):
+            if parallel is None:
+                loss, logits = train_step(model, criterion, optimizer, x, y, diverged)
+                n = len(y)
+                total_loss += loss * n
+                correct += int(np.sum(logits.argmax(axis=1) == y))
+            else:
+                n = min(batch_size, size - seen)  # the whole batch's images
+                columns = (*shard_bounds(n, *shard), n)
+                loss_sum, right = parallel.step(criterion, optimizer, x, y, columns, diverged)
+                total_loss += loss_sum
+                correct += right
+            seen += n
             if bar is not None:
-                bar.update(len(y), loss=total_loss / seen, acc=correct / seen)
+                bar.update(n, loss=total_loss / seen, acc=correct / seen)
     return total_loss / seen, correct / seen
 
 
 def fit(model: Module, train_data, val_data, *, epochs: int, batch_size: int, optimizer,
         scheduler=None, seed: int, normalization, augment=None, out_dir=None,
         resume: bool = False, patience: int | None = None, progress: bool = True,
-        log=print, spec=None, classes=None) -> History:
+        log=print, spec=None, classes=None, world=None) -> History:
     """Train ``model`` for ``epochs`` epochs; return the :class:`History`.
 
     Args:
@@ -145,6 +165,12 @@ def fit(model: Module, train_data, val_data, *, epochs: int, batch_size: int, op
         log: called with one summary line per epoch (``print`` by default).
         spec, classes: stored in the checkpoint so that it describes itself;
             on resume a different spec is refused.
+        world: None for one process; else the workers
+            (:mod:`tinyconv.training.distributed`) that share every batch,
+            each running this same call. They must have the same data,
+            settings and initial model (checked); all read the checkpoint
+            on resume (with any number of workers), and only rank 0 logs,
+            shows progress and writes files.
 
     Raises:
         TrainingDiverged: the loss became NaN or infinite; the checkpoint on
@@ -162,6 +188,10 @@ def fit(model: Module, train_data, val_data, *, epochs: int, batch_size: int, op
         raise ValueError("fit needs training images, got an empty dataset")
     out_dir = None if out_dir is None else Path(out_dir)
     checkpoint = None if out_dir is None else out_dir / CHECKPOINT
+    parallel = None if world is None or world.size == 1 else DataParallel(model, world)
+    writer = world is None or world.rank == 0
+    if not writer:
+        log, progress = (lambda *_: None), False
     text = None if spec is None else format_spec(spec)
     run = dict(spec=text, classes=None if classes is None else [str(c) for c in classes],
                settings=run_settings(train_data, val_data, seed=seed, batch_size=batch_size,
@@ -174,8 +204,12 @@ def fit(model: Module, train_data, val_data, *, epochs: int, batch_size: int, op
         log(f"resumed from {checkpoint} after epoch {state.epoch}")
     else:
         state = Progress()
-        if out_dir is not None:
+        if out_dir is not None and writer:
             out_dir.mkdir(parents=True, exist_ok=True)
+    if parallel is not None:
+        check_same(world, "the run's data and settings", json.dumps(run, sort_keys=True))
+        check_same(world, "the initial weights", *model.state_dict().values(),
+                   *optimizer.state_dict().values())
     criterion = CrossEntropyLoss()
 
     while state.epoch < epochs and not (patience is not None and state.bad_epochs >= patience):
@@ -188,14 +222,17 @@ def fit(model: Module, train_data, val_data, *, epochs: int, batch_size: int, op
             return _diverged(what, value, epoch, lr, checkpoint, state.epoch)
 
         bar = ProgressBar(data_size(train_data), f"epoch {epoch}/{epochs}") if progress else None
-        with bar or nullcontext():  # the bar's line ends even when the epoch fails
+        # The bar's line ends, and the layers stop summing over workers, even if the epoch fails.
+        with bar or nullcontext(), parallel or nullcontext():
             train_loss, train_acc = _train_epoch(
                 model, train_data, batch_size=batch_size, optimizer=optimizer,
                 normalization=normalization, augment=augment, rng=rng, criterion=criterion,
-                bar=bar, diverged=diverged)
+                bar=bar, diverged=diverged, parallel=parallel)
+        if parallel is not None:
+            check_same(world, f"the weights after epoch {epoch}", *model.state_dict().values())
         val_loss = val_acc = None
         if val_data is not None:
-            result = evaluate(model, val_data, normalization)
+            result = evaluate(model, val_data, normalization, world=world)
             if not math.isfinite(result.loss):
                 raise diverged("validation loss", result.loss)
             val_loss, val_acc = result.loss, result.accuracy
@@ -206,7 +243,7 @@ def fit(model: Module, train_data, val_data, *, epochs: int, batch_size: int, op
         state.history.append(dict(epoch=epoch, lr=lr, train_loss=train_loss, train_acc=train_acc,
                                   val_loss=val_loss, val_acc=val_acc,
                                   seconds=time.perf_counter() - start))
-        if out_dir is not None:
+        if out_dir is not None and writer:
             save_checkpoint(checkpoint, model, optimizer, scheduler, state, run, normalization)
             state.history.save(out_dir)
         log(_summary(state.history[-1], epochs))

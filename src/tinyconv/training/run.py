@@ -138,7 +138,7 @@ def train(arch: str = "default", data: str = "fashion-mnist", *, out=None,
           patience: int | None = None, seed: int = 0, resume: bool = False,
           image_size: int | None = None, limit_train: int | None = None, limit_test: int | None = None, data_dir=None,
           download: bool = True, mirror: str | None = None, progress: bool = True,
-          log=print) -> TrainingRun:
+          log=print, world=None) -> TrainingRun:
     """Train a model on ``data`` and evaluate it on the test set; return the run.
 
     A preset fits itself to the data, as torchvision's ``num_classes`` does:
@@ -163,7 +163,14 @@ def train(arch: str = "default", data: str = "fashion-mnist", *, out=None,
             (:func:`tinyconv.data.datasets.load_dataset`).
         progress: a progress bar per epoch on stderr; ``log`` gets each line
             of news (``print`` by default).
+        world: None for one process, or the workers that share every batch
+            (:mod:`tinyconv.training.distributed`), each making this same
+            call; only rank 0 logs and writes files, and every worker
+            returns the same run.
     """
+    workers = 1 if world is None else world.size
+    if world is not None and world.rank != 0:
+        log, progress = (lambda *_: None), False
     spec = resolve(arch)
     preset = preset_name(arch)
     recipe = PRESETS[preset].recipe if preset else CUSTOM_RECIPE
@@ -196,21 +203,24 @@ def train(arch: str = "default", data: str = "fashion-mnist", *, out=None,
                     else None)
     n_params = sum(p.size for p in model.parameters())
     log(f"model: {spec} ({n_params:,} parameters)")
+    log(f"workers: {workers}" + (f", each on its share of every batch of {batch_size} images"
+                                 if workers > 1 else " (one process)"))
     log(f"data: {data.name}, {len(train_data)} training and {len(val_idx)} validation images; "
         f"{settings['optimizer']} lr {settings['lr']:g}, {settings['epochs']} epochs, "
         f"schedule {settings['schedule']}, augmentation {augmentation or 'off'}")
-    with claimed(out) if out is not None else nullcontext():
+    writer = world is None or world.rank == 0  # only rank 0 writes into the run's directory
+    with claimed(out) if out is not None and writer else nullcontext():
         start = time.perf_counter()
         history = fit(model, train_data, val_data, epochs=settings["epochs"],
                       batch_size=batch_size, optimizer=opt, scheduler=scheduler, seed=seed,
                       normalization=normalization, augment=augmentation, out_dir=out,
                       resume=resume, patience=patience, spec=spec, classes=data.classes,
-                      log=log, progress=progress)
+                      log=log, progress=progress, world=world)
         seconds = time.perf_counter() - start
-        result = evaluate(model, test, normalization)
+        result = evaluate(model, test, normalization, world=world)
         # A model that learnt from flipped images is also scored on averaging
         # each test image with its flip (evaluate --flip-average).
-        flip_result = (evaluate(model, test, normalization, flip_average=True)
+        flip_result = (evaluate(model, test, normalization, flip_average=True, world=world)
                        if augmentation else None)
         metadata = {
             "data": data.name if data.name in KNOWN else str(Path(data.name).resolve()),
@@ -219,14 +229,15 @@ def train(arch: str = "default", data: str = "fashion-mnist", *, out=None,
             "weight_decay": settings["weight_decay"], "schedule": settings["schedule"],
             "augment": bool(augmentation), "max_shift": settings["max_shift"], "seed": seed,
             "train_images": len(train_data), "val_images": len(val_idx),
-            "train_seconds": round(seconds, 1), "test_accuracy": result.accuracy,
+            "workers": workers, "train_seconds": round(seconds, 1),
+            "test_accuracy": result.accuracy,
             "test_loss": result.loss, "test_images": result.n,
         }
         if flip_result:
             metadata["test_accuracy_flip_average"] = flip_result.accuracy
         if holdout:
             metadata["test_holdout"] = holdout
-        if out is not None:
+        if out is not None and writer:
             save_model(out / MODEL_FILE, model, spec, data.classes, normalization, metadata)
     return TrainingRun(model, spec, list(data.classes), normalization, history, result,
                        flip_result, metadata, out)
