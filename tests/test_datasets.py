@@ -286,7 +286,7 @@ def test_image_folder_problems_are_named(tmp_path):
     with pytest.raises(DataNotFound, match="no PNG or JPEG images"):
         load_dataset(tmp_path / "empty")
     (tmp_path / "empty" / "cls" / "broken.png").write_bytes(b"not a png")
-    with pytest.raises(ValueError, match="broken.png is not an image"):
+    with pytest.raises(ValueError, match="broken.png is not a picture tinyconv reads"):
         load_dataset(tmp_path / "empty")
 
 
