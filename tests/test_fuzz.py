@@ -42,11 +42,21 @@ def test_quick_budget_every_case_ends_cleanly(tmp_path):
                                             if row["failures"]}, result.stdout[:4000])
     assert result.returncode == 0, result.stderr
     assert total["cases"] == 2000 == total["clean_results"] + total["clean_errors"]
-    assert sorted(report) == sorted(fuzz.TARGETS)
+    assert sorted(report) == sorted(fuzz.DEFAULT_TARGETS)
     for name, row in report.items():
         # Every reader saw both: inputs it accepts and inputs it refuses.
         assert row["clean_results"] > 0 and row["clean_errors"] > 0, (name, row)
     print(f"quick fuzz: {total} in {seconds:.1f} s")
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="training's load_checkpoint (training/checkpoint.py) "
+                   "lets KeyError, TypeError and OverflowError out for a checkpoint whose "
+                   "entries are missing or of the wrong shape; when it no longer does, make "
+                   "resume a default target and drop this test")
+def test_resuming_from_a_damaged_checkpoint_ends_cleanly():
+    tallies = fuzz.fuzz(["resume"], 300, seed=0, case_seconds=10, memory_mib=0)
+    assert tallies["resume"].failures == []
 
 
 def _raises(kind):
