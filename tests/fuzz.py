@@ -339,8 +339,8 @@ def _odd_array(rng: random.Random, like: np.ndarray) -> np.ndarray:
         return np.array(rng.choice((0, -1, 2**63 - 1, 10**6)))
     try:
         return like.astype(rng.choice(("float32", "float64", "int32", "<U8")))
-    except ValueError:  # text that is no number
-        return like.astype("<U8")
+    except (ValueError, TypeError):  # text that is no number, records that are no text
+        return np.zeros(like.shape, "<U8")
 
 
 class _NpzTarget(Target):
@@ -937,7 +937,9 @@ def fuzz(targets: list[str], cases: int, seed: int, case_seconds: float, memory_
                 directory = work / f"{name}-case"
                 directory.mkdir()
                 try:
-                    path = target.case(rng, directory)
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")  # NaN cast to int, in a mutator
+                        path = target.case(rng, directory)
                     began = time.perf_counter()
                     outcome, detail = run_case(target.read, path, case_seconds)
                     took = time.perf_counter() - began
@@ -959,6 +961,8 @@ def fuzz(targets: list[str], cases: int, seed: int, case_seconds: float, memory_
                     shutil.rmtree(directory, ignore_errors=True)
             tally.seconds = time.perf_counter() - started
             tallies[name] = tally
+            if only is None:
+                log(f"{name}: {tally.as_dict()}")
     return tallies
 
 
@@ -992,7 +996,8 @@ def main(argv=None) -> int:
         name, _, index = args.replay.partition(":")
         targets, only = [name], int(index)
     tallies = fuzz(targets, args.cases, args.seed, args.case_seconds, args.memory_mib,
-                   args.save_failures, only)
+                   args.save_failures, only,
+                   log=lambda line: print(line, file=sys.stderr, flush=True))
     total = Tally()
     for tally in tallies.values():
         total.tried += tally.tried
