@@ -70,6 +70,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tinyconv.models.spec import MAX_PARAMETERS
+
 # --------------------------------------------------------------------------- outcomes
 
 
@@ -297,6 +299,8 @@ class Target:
     returns its path."""
 
     name = ""
+    #: Bytes of address space the reader may need whatever its input (above --memory-mib).
+    memory_floor = 0
 
     def __init__(self, workdir: Path):
         self.workdir = workdir
@@ -848,6 +852,9 @@ SPEC_TOKENS = ("->", "[", "]", "*", "(", ")", ",", "=", "?", " ", "\n", "0", "1"
 
 class SpecTarget(Target):
     name = "spec"
+    # A spec may describe up to MAX_PARAMETERS weights: one layer's are drawn in
+    # float64 and kept in float32, 12 bytes each at the peak.
+    memory_floor = 12 * MAX_PARAMETERS + (64 << 20)
 
     def __init__(self, workdir: Path):
         super().__init__(workdir)
@@ -922,14 +929,15 @@ def fuzz(targets: list[str], cases: int, seed: int, case_seconds: float, memory_
         for name in targets:
             (work / name).mkdir()
             made[name] = TARGETS[name](work / name)
-        if memory_mib:
-            limit = _address_space() + (memory_mib << 20)
-            resource.setrlimit(resource.RLIMIT_AS, (limit, resource.getrlimit(
-                resource.RLIMIT_AS)[1]))
+        base = _address_space()
         per_target = [cases // len(targets) + (i < cases % len(targets))
                       for i in range(len(targets))]
         for name, count in zip(targets, per_target):
             target, tally = made[name], Tally()
+            if memory_mib:
+                limit = base + max(memory_mib << 20, target.memory_floor)
+                resource.setrlimit(resource.RLIMIT_AS, (limit, resource.getrlimit(
+                    resource.RLIMIT_AS)[1]))
             started = time.perf_counter()
             indices = [only] if only is not None else range(count)
             for index in indices:
