@@ -279,11 +279,19 @@ def _install_steps(package: str) -> list[list[str]] | None:
     """
     if shutil.which(APT_GET) is None:
         return None
-    apt_cache = shutil.which(APT_CACHE)
-    known = apt_cache is not None and subprocess.run(
-        [apt_cache, "show", package], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL, timeout=APT_TIMEOUT).returncode == 0
-    return ([] if known else [["update"]]) + [["install", "-y", package]]
+    return ([] if _succeeds([APT_CACHE, "show", package]) else [["update"]]) + [
+        ["install", "-y", package]]
+
+
+def _succeeds(command: list[str]) -> bool:
+    """Whether ``command`` runs and exits 0 (quietly, asking nothing, within a minute)."""
+    program = shutil.which(command[0])
+    try:
+        return program is not None and subprocess.run(
+            [program, *command[1:]], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, timeout=60).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
 
 
 def _as_root_without_asking() -> list[str] | None:
@@ -291,10 +299,8 @@ def _as_root_without_asking() -> list[str] | None:
     where sudo needs no password, None where neither works."""
     if os.geteuid() == 0:
         return []
-    sudo = shutil.which(SUDO)
-    if sudo and subprocess.run([sudo, "-n", "true"], stdin=subprocess.DEVNULL,
-                               capture_output=True, timeout=60).returncode == 0:
-        return [sudo, "-n"]
+    if _succeeds([SUDO, "-n", "true"]):
+        return [shutil.which(SUDO), "-n"]
     return None
 
 

@@ -140,8 +140,10 @@ def _read_picture(path: Path, mode: str, Image):
                 picture = ImageOps.exif_transpose(opened)
                 picture.load()
             if picture.mode.startswith("I;16") or picture.mode == "I":
-                # 16-bit pixels (older Pillow opens a 16-bit PNG as "I"): 65535 -> 255.
-                picture = Image.fromarray(np.round(np.asarray(picture) / 257).astype(np.uint8))
+                # 16-bit pixels (older Pillow opens a 16-bit PNG as "I"): v -> round(v / 257),
+                # 65535 -> 255, in integers ((v + 128) // 257 rounds the same).
+                values = np.asarray(picture).astype(np.uint32)
+                picture = Image.fromarray(((values + 128) // 257).astype(np.uint8))
             if picture.mode in ("RGBA", "LA", "PA") or "transparency" in picture.info:
                 rgba = picture.convert("RGBA")
                 picture = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
