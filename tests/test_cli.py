@@ -396,7 +396,7 @@ def test_bad_images(trained, tmp_path):
     fake = tmp_path / "fake.png"
     fake.write_text("a text file wearing a .png name\n")
     assert_bad_input(tinyconv("predict", model, fake, cwd=tmp_path), "fake.png",
-                     "not an image")
+                     "is not a picture tinyconv reads")
     result = tinyconv("predict", model, tmp_path / "absent.png", cwd=tmp_path)
     assert_bad_input(result, "absent.png")
     assert result.stdout == ""

@@ -12,15 +12,19 @@ import functools
 import gzip
 import hashlib
 import http.server
+import os
 import socket
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tinyconv.data import datasets
 from tinyconv.data.datasets import (KNOWN, DataNotFound, Dataset, find_dataset_dir, load_dataset,
-                               search_dirs)
+                                    search_dirs)
 from tinyconv.data.idx import write_idx
 
 SIZES = {"train": 12, "test": 5}
@@ -44,12 +48,14 @@ def make_files(directory: Path, seed: int = 0, gz: bool = True) -> dict[str, byt
 
 @pytest.fixture
 def clean_env(tmp_path, monkeypatch):
-    """No $TINYCONV_DATA, a private cache, and a Debian directory under tmp_path."""
+    """No $TINYCONV_DATA, a private cache, a Debian directory under tmp_path, and no
+    apt-get: no test installs a real package."""
     monkeypatch.delenv("TINYCONV_DATA", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     debian = tmp_path / "debian"
     monkeypatch.setitem(KNOWN, "fashion-mnist",
                         dataclasses.replace(KNOWN["fashion-mnist"], debian_dir=str(debian)))
+    monkeypatch.setattr(datasets, "APT_GET", str(tmp_path / "no-apt-get"))
     return tmp_path
 
 
@@ -180,27 +186,195 @@ def test_corrupt_download_leaves_nothing_behind(clean_env, mirror, monkeypatch):
     assert not cache.exists() or list(cache.iterdir()) == []
 
 
+def dead_url() -> str:
+    """The URL of a port nothing listens on (once the probe is closed)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{probe.getsockname()[1]}/"
+
+
 def test_server_down_says_where_it_looked_and_how_to_get_the_files(clean_env, monkeypatch):
     monkeypatch.delenv("TINYCONV_NO_DOWNLOAD")  # the download is tried, from a dead local port
-    with socket.socket() as probe:  # a port nothing listens on once the probe is closed
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    url = f"http://127.0.0.1:{port}/"
+    url = dead_url()
     with pytest.raises(DataNotFound) as caught:
         load_dataset("fashion-mnist", data_dir=clean_env / "user", mirror=url)
     message = str(caught.value)
-    assert message.startswith("Fashion-MNIST not found. Looked in:")
+    assert "\n" not in message
+    assert message.startswith(f"Fashion-MNIST not found (looked in {clean_env / 'user'} "
+                              "(--data-dir): no such directory; ")
     for place in ("user", "cache/tinyconv/fashion-mnist", "debian"):
         assert str(clean_env / place) in message
-    assert f"Download failed: could not download {url}train-images-idx3-ubyte.gz" in message
-    assert "apt-get install dataset-fashion-mnist" in message
+    assert f"the download failed (could not download {url}train-images-idx3-ubyte.gz" in message
+    # This system "has no apt-get" (clean_env): the package is named, not installed.
+    assert ("Debian's package dataset-fashion-mnist has the files, but this system has no "
+            "apt-get") in message
     assert KNOWN["fashion-mnist"].mirror in message and "--data-dir" in message
     assert not (clean_env / "cache" / "tinyconv" / "fashion-mnist").exists()
 
 
 def test_no_download_when_told_not_to(clean_env):
-    with pytest.raises(DataNotFound, match="Looked in"):
+    with pytest.raises(DataNotFound, match="looked in"):
         load_dataset("fashion-mnist", download=False, mirror="http://127.0.0.1:9/")
+
+
+# -- installing Debian's package where no one need be asked --------------------------------
+
+FAKE_TOOLS = {
+    "apt-get": """
+echo "apt-get $*" >> {log}
+if [ "$1" = install ]; then
+    if [ -n "$FAKE_APT_BROKEN" ]; then echo "E: Unable to locate package $3" >&2; exit 100; fi
+    mkdir -p {debian} && cp {package}/* {debian}/
+fi
+""",
+    "apt-cache": """
+echo "apt-cache $*" >> {log}
+[ -z "$FAKE_APT_UNKNOWN" ]
+""",
+    "sudo": """
+echo "sudo $*" >> {log}
+[ "$1" = -n ] || exit 1
+if [ -n "$FAKE_SUDO_PASSWORD" ]; then echo "sudo: a password is required" >&2; exit 1; fi
+shift
+exec "$@"
+""",
+}
+
+
+@pytest.fixture
+def fake_apt(clean_env, monkeypatch):
+    """apt-get, apt-cache and sudo stand-ins that log each call; ``apt-get install``
+    puts a tiny dataset where the Debian package would. Returns the calls so far.
+
+    Downloads are allowed: they are tried from a dead local port, and fail.
+    """
+    monkeypatch.delenv("TINYCONV_NO_DOWNLOAD")
+    package = clean_env / "package"
+    make_files(package, seed=7)
+    log = clean_env / "calls.txt"
+    log.touch()
+    for name, body in FAKE_TOOLS.items():
+        tool = clean_env / "bin" / name
+        tool.parent.mkdir(exist_ok=True)
+        tool.write_text("#!/bin/sh" + body.format(log=log, package=package,
+                                                   debian=clean_env / "debian"))
+        tool.chmod(0o755)
+        monkeypatch.setattr(datasets, name.upper().replace("-", "_"), str(tool))
+    return lambda: log.read_text().splitlines()
+
+
+def test_missing_data_is_installed_from_debian_as_root(fake_apt, clean_env, monkeypatch):
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    lines = []
+    dataset = load_dataset("fashion-mnist", "test", mirror=dead_url(), log=lines.append)
+    assert fake_apt() == ["apt-cache show dataset-fashion-mnist",
+                          "apt-get install -y dataset-fashion-mnist"]
+    # The download's own line, then one line before installing.
+    assert len(lines) == 2 and lines[0].startswith("downloading ")
+    assert lines[1].startswith("Fashion-MNIST not found and the download failed (could not "
+                               "download")
+    assert lines[1].endswith(": installing Debian's package dataset-fashion-mnist: apt-get "
+                             "install -y dataset-fashion-mnist")
+    assert dataset.name == "fashion-mnist" and len(dataset) == SIZES["test"]
+    np.testing.assert_array_equal(dataset.images[:, 0], datasets.read_idx(
+        clean_env / "package" / "t10k-images-idx3-ubyte.gz"))
+
+
+def test_an_unknown_package_is_installed_after_apt_get_update(fake_apt, monkeypatch, capsys):
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    monkeypatch.setenv("FAKE_APT_UNKNOWN", "1")
+    assert len(load_dataset("fashion-mnist", "train", mirror=dead_url())) == SIZES["train"]
+    assert fake_apt()[1:] == ["apt-get update", "apt-get install -y dataset-fashion-mnist"]
+    # Without a log, the one line goes to stderr.
+    said = capsys.readouterr().err.splitlines()
+    assert len(said) == 1 and said[0].endswith("apt-get update && apt-get install -y "
+                                               "dataset-fashion-mnist")
+
+
+def test_a_sudo_without_password_installs_it(fake_apt, monkeypatch):
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    lines = []
+    load_dataset("fashion-mnist", "test", mirror=dead_url(), log=lines.append)
+    assert fake_apt() == ["apt-cache show dataset-fashion-mnist", "sudo -n true",
+                          f"sudo -n {datasets.APT_GET} install -y dataset-fashion-mnist",
+                          "apt-get install -y dataset-fashion-mnist"]
+    assert lines[-1].endswith("sudo -n apt-get install -y dataset-fashion-mnist")
+
+
+@pytest.mark.parametrize("unknown, command", [
+    ("", "sudo apt-get install -y dataset-fashion-mnist"),
+    ("1", "sudo apt-get update && sudo apt-get install -y dataset-fashion-mnist")])
+def test_nothing_is_installed_where_sudo_asks_for_a_password(fake_apt, clean_env, monkeypatch,
+                                                             unknown, command):
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    monkeypatch.setenv("FAKE_SUDO_PASSWORD", "1")
+    monkeypatch.setenv("FAKE_APT_UNKNOWN", unknown)
+    with pytest.raises(DataNotFound) as caught:
+        load_dataset("fashion-mnist", mirror=dead_url())
+    message = str(caught.value)
+    assert "\n" not in message and "the download failed" in message
+    assert f"; to install it, run: {command}; or download " in message
+    assert [call for call in fake_apt() if call.startswith("apt-get")] == []
+    assert not (clean_env / "debian").exists()
+
+
+def test_a_failed_install_says_why_in_one_line(fake_apt, monkeypatch):
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    monkeypatch.setenv("FAKE_APT_BROKEN", "1")
+    with pytest.raises(DataNotFound) as caught:
+        load_dataset("fashion-mnist", mirror=dead_url(), log=lambda line: None)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert ("'apt-get install -y dataset-fashion-mnist' failed with exit status 100: "
+            "E: Unable to locate package dataset-fashion-mnist") in message
+
+
+def test_without_downloads_nothing_is_installed_but_the_command_is_given(fake_apt, monkeypatch):
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    with pytest.raises(DataNotFound, match="; to install it, run: sudo apt-get install -y "
+                                           "dataset-fashion-mnist; or download"):
+        load_dataset("fashion-mnist", download=False)
+    assert fake_apt() == ["apt-cache show dataset-fashion-mnist"]
+
+
+def test_mnist_has_no_debian_package_and_says_so(fake_apt, monkeypatch):
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    with pytest.raises(DataNotFound) as caught:
+        load_dataset("mnist", mirror=dead_url())
+    message = str(caught.value)
+    assert "\n" not in message and "; MNIST has no Debian package; to get it, download " in message
+    assert fake_apt() == []
+
+
+def test_make_train_on_a_fresh_machine_that_cannot_install_says_the_command(fake_apt,
+                                                                            clean_env):
+    """``tinyconv train`` as ``make train`` runs it, the data nowhere, no network, a
+    sudo that wants a password: exit 2 and one line that ends with what to do."""
+    injected = (
+        "import dataclasses, os, runpy, sys\n"
+        "from tinyconv.data import datasets\n"
+        "debian, tools = sys.argv[1:3]\n"
+        "datasets.KNOWN['fashion-mnist'] = dataclasses.replace(\n"
+        "    datasets.KNOWN['fashion-mnist'], debian_dir=debian)\n"
+        "for name in ('apt-get', 'apt-cache', 'sudo'):\n"
+        "    setattr(datasets, name.upper().replace('-', '_'), os.path.join(tools, name))\n"
+        "os.geteuid = lambda: 1000\n"
+        "sys.argv = ['tinyconv'] + sys.argv[3:]\n"
+        "runpy.run_module('tinyconv', run_name='__main__')\n")
+    env = {**os.environ, "FAKE_SUDO_PASSWORD": "1", "XDG_CACHE_HOME": str(clean_env / "cache"),
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1] / "src"),
+                                          os.environ.get("PYTHONPATH", "")])}
+    env.pop("TINYCONV_DATA", None)
+    env.pop("TINYCONV_NO_DOWNLOAD", None)  # as on a user's machine: the download is tried, and fails
+    result = subprocess.run(
+        [sys.executable, "-c", injected, str(clean_env / "debian"), str(clean_env / "bin"),
+         "train", "--out", str(clean_env / "run"), "--mirror", dead_url()],
+        capture_output=True, text=True, env=env, timeout=120, cwd=clean_env)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("tinyconv: error: Fashion-MNIST not found (looked in ")
+    assert "; to install it, run: sudo apt-get install -y dataset-fashion-mnist; " in result.stderr
+    assert not (clean_env / "debian").exists()
 
 
 # -- the real files ------------------------------------------------------------------------
@@ -286,7 +460,7 @@ def test_image_folder_problems_are_named(tmp_path):
     with pytest.raises(DataNotFound, match="no PNG or JPEG images"):
         load_dataset(tmp_path / "empty")
     (tmp_path / "empty" / "cls" / "broken.png").write_bytes(b"not a png")
-    with pytest.raises(ValueError, match="broken.png is not an image"):
+    with pytest.raises(ValueError, match="broken.png is not a picture tinyconv reads"):
         load_dataset(tmp_path / "empty")
 
 

@@ -651,7 +651,7 @@ def test_cli_bad_input_one_line_exit_2(kinds, tmp_path, capsys, case):
         args[0], expected = str(tmp_path / "bad.npz"), "is not a .npz file"
     elif case == "unreadable image":
         (tmp_path / "b.png").write_text("not a picture")
-        args[1], expected = str(tmp_path / "b.png"), "is not an image Pillow can read"
+        args[1], expected = str(tmp_path / "b.png"), "is not a picture tinyconv reads"
     elif case == "channels":
         spec = "INPUT(2,8,8) -> FC(3)"
         save_model(tmp_path / "two.npz", build(spec, rng=0), spec, ["a", "b", "c"],

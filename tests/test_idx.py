@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import gzip
 import struct
+import tracemalloc
 
 import numpy as np
 import pytest
 
-from tinyconv.data.idx import IdxError, read_idx, write_idx
+from tinyconv.data.idx import MAX_GZIP_RATIO, IdxError, read_idx, write_idx
 
 
 def idx_bytes(type_code: int, dims: tuple[int, ...], payload: bytes) -> bytes:
@@ -95,3 +96,41 @@ def test_real_fashion_mnist_files(fashion_mnist_dir):
     np.testing.assert_array_equal(np.bincount(labels), [1000] * 10)
     train_labels = read_idx(fashion_mnist_dir / "train-labels-idx1-ubyte.gz")
     np.testing.assert_array_equal(np.bincount(train_labels), [6000] * 10)
+
+
+def test_a_gzip_bomb_is_refused_before_it_is_unpacked(tmp_path):
+    """128 MiB of zero pixels gzip to about 128 KB: far more than real data unpacks to."""
+    size = 128 << 20
+    packer = gzip.GzipFile(tmp_path / "bomb.gz", "wb", mtime=0)
+    packer.write(bytes([0, 0, 0x08, 1]) + struct.pack(">I", size))
+    block = bytes(1 << 20)
+    for _ in range(size >> 20):
+        packer.write(block)
+    packer.close()
+    on_disk = (tmp_path / "bomb.gz").stat().st_size
+    assert on_disk < size // 500
+    tracemalloc.start()
+    try:
+        with pytest.raises(IdxError, match=rf"need 134,217,736 bytes in all, more than "
+                                           rf"{MAX_GZIP_RATIO} times the gzipped file's "
+                                           rf"{on_disk:,} bytes: a gzip bomb"):
+            read_idx(tmp_path / "bomb.gz")
+        assert tracemalloc.get_traced_memory()[1] < 1 << 20
+    finally:
+        tracemalloc.stop()
+
+
+def test_memory_is_bounded_by_what_the_file_holds(tmp_path):
+    """A header that declares 4 GB ahead of 10 real bytes allocates nothing for them."""
+    declared = idx_bytes(0x0E, (1 << 16, 1 << 13), bytes(10))
+    for path, data in ((tmp_path / "big", declared), (tmp_path / "big.gz",
+                                                      gzip.compress(declared))):
+        path.write_bytes(data)
+        tracemalloc.start()
+        try:
+            with pytest.raises(IdxError, match=r"dimensions \(65536, 8192\) of float64 need "
+                                               r"4,294,967,308 bytes in all"):
+                read_idx(path)
+            assert tracemalloc.get_traced_memory()[1] < 1 << 20
+        finally:
+            tracemalloc.stop()

@@ -14,7 +14,7 @@ import pytest
 from tinyconv.fileio import atomic_save_npz, atomic_write_bytes, atomic_write_text
 from tinyconv.data.loader import Normalization
 from tinyconv.models.serialize import (FORMAT_VERSION, LoadedModel, ModelFileError, _checksum,
-                                load_model, save_model)
+                                       load_model, read_npz, save_model)
 from tinyconv.models.spec import build
 from tinyconv.training.evaluation import predict_proba
 
@@ -232,3 +232,116 @@ def test_kill_9_in_the_middle_of_writes_never_breaks_the_file(tmp_path):
         process.stdout.close()
         arrays = _entries(path)
         assert (arrays["w"] == arrays["step"]).all()
+
+
+# -- non-finite weights, and files that would fill the memory ------------------------------
+
+@pytest.mark.parametrize("key", ["param/0.weight", "buffer/2.running_var", "param/8.bias"])
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_non_finite_weights_are_refused(saved, tmp_path, key, value):
+    array = _entries(saved)[key].copy()
+    array.reshape(-1)[-1] = value
+    forged = _forge(saved, tmp_path / "nan.npz", {key: array})
+    with pytest.raises(ModelFileError, match=rf"holds 1 non-finite values \(NaN or inf\) in "
+                                             rf"'{key}': it cannot be used"):
+        load_model(forged)
+
+
+def test_a_checkpoint_with_non_finite_moments_is_refused(tmp_path):
+    path = tmp_path / "checkpoint.npz"
+    velocity = np.zeros((3, 4), np.float32)
+    atomic_save_npz(path, best_val_loss=np.array(np.inf), **{"optimizer/state/0/velocity":
+                                                            velocity})
+    # Before the first validation the best loss is infinite: a single number may be.
+    assert np.isinf(read_npz(path, what="checkpoint")["best_val_loss"])
+    velocity[1, 2] = np.nan
+    atomic_save_npz(path, best_val_loss=np.array(np.inf), **{"optimizer/state/0/velocity":
+                                                            velocity})
+    with pytest.raises(ModelFileError, match=r"checkpoint .* holds 1 non-finite values .* in "
+                                             r"'optimizer/state/0/velocity'"):
+        read_npz(path, what="checkpoint")
+
+
+def _zip(path, members):
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data, method in members:
+            archive.writestr(name, data, compress_type=method)
+    return path
+
+
+def test_a_zip_bomb_is_refused_before_it_is_unpacked(saved, tmp_path):
+    members = [(name + ".npy", array_bytes, zipfile.ZIP_STORED)
+               for name, array_bytes in _npy_members(saved).items()]
+    # 64 MiB of zeros deflate to 64 KB: a thousand times the size on disk.
+    bomb = _zip(tmp_path / "bomb.npz", members + [("extra.npy", bytes(64 << 20),
+                                                   zipfile.ZIP_DEFLATED)])
+    assert bomb.stat().st_size < 200_000
+    with pytest.raises(ModelFileError, match=r"is a zip bomb: its members would unpack to "
+                                             r"67,1\d\d,\d\d\d bytes, more than 16 times"):
+        load_model(bomb)
+
+
+def _npy_members(path) -> dict[str, bytes]:
+    with zipfile.ZipFile(path) as archive:
+        return {info.filename.removesuffix(".npy"): archive.read(info)
+                for info in archive.infolist()}
+
+
+def _npy_header(descr: str, shape: tuple) -> bytes:
+    header = repr({"descr": descr, "fortran_order": False, "shape": shape}).encode() + b"\n"
+    return b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header
+
+
+@pytest.mark.parametrize("descr, shape, match", [
+    ("<f4", (10**12,), r"its header says 1,000,000,000,000 values of float32 "
+                       r"\(4,000,000,000,000 bytes\), its entry holds 72 bytes"),
+    ("<f4", (2,), r"its header says 2 values of float32 \(8 bytes\), its entry holds 72"),
+    ("<c16", (9,), r"of dtype complex128: a tinyconv file holds only booleans, integers"),
+    ("|V8", (9,), r"of dtype \|V8: a tinyconv file holds only"),
+])
+def test_an_array_header_that_lies_is_refused_before_allocating(saved, tmp_path, descr, shape,
+                                                                match):
+    members = _npy_members(saved)
+    members["param/0.weight"] = _npy_header(descr, shape) + bytes(72)
+    path = _zip(tmp_path / "lies.npz", [(k + ".npy", v, zipfile.ZIP_STORED)
+                                        for k, v in members.items()])
+    with pytest.raises(ModelFileError, match=r"'param/0.weight'.*" + match):
+        load_model(path)
+
+
+def test_two_entries_of_one_name_are_refused(saved, tmp_path):
+    members = list(_npy_members(saved).items())
+    with pytest.warns(UserWarning, match="Duplicate name"):
+        path = _zip(tmp_path / "twice.npz", [(k + ".npy", v, zipfile.ZIP_STORED)
+                                             for k, v in members + members[:1]])
+    with pytest.raises(ModelFileError, match=rf"holds two entries named '{members[0][0]}'"):
+        load_model(path)
+
+
+@pytest.mark.parametrize("key, value, match", [
+    ("classes", np.array("cat"), r"classes that is not a list of names: <U3 of shape \(\)"),
+    ("spec", np.array([SPEC]), r"spec that is not a text"),
+    ("metadata", np.array("[1, 2]"), r"metadata that is not a JSON object: list"),
+    ("metadata", np.array("[" * 100_000), r"metadata that is not JSON"),
+    ("normalization/std", np.array(0.5), r"normalization/std that is not a list of numbers"),
+    ("normalization/mean", np.array([0.1, 0.2]), r"mean and std need one value per channel"),
+])
+def test_header_entries_of_the_wrong_kind(saved, tmp_path, key, value, match):
+    forged = _forge(saved, tmp_path / "kind.npz", {key: value})
+    with pytest.raises(ModelFileError, match=match):
+        load_model(forged)
+
+
+def test_a_spec_error_is_told_in_one_line(saved, tmp_path):
+    forged = _forge(saved, tmp_path / "spec.npz", {"spec": np.array("INPUT(1,")})
+    with pytest.raises(ModelFileError, match="spec that does not build") as caught:
+        load_model(forged)
+    assert "\n" not in str(caught.value)
+
+
+def test_a_normalization_for_other_channels_is_refused(saved, tmp_path):
+    forged = _forge(saved, tmp_path / "rgb.npz", {"normalization/mean": np.array([0.1, 0.2, 0.3]),
+                                                  "normalization/std": np.array([0.5, 0.5, 0.5])})
+    with pytest.raises(ModelFileError, match="its normalization has 3 channels, its spec's "
+                                             "input 1"):
+        load_model(forged)

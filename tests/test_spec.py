@@ -144,6 +144,17 @@ def test_a_thousand_layers_are_allowed():
     assert len(parse("INPUT(1,28,28) -> [[FC(3)]*10]*100").elements()) == 1000
 
 
+def test_deep_brackets_are_a_spec_error_not_a_recursion_error():
+    """Each level of brackets is a level of the parser's recursion: 50 at most."""
+    nested = "INPUT(1,4,4) -> " + "[" * 50 + "FC(2)" + "]" * 50
+    assert len(parse(nested).elements()) == 1
+    too_deep = "INPUT(1,4,4) -> " + "[" * 51 + "FC(2)" + "]" * 51
+    with pytest.raises(SpecError, match="brackets nested more than 50 deep at column 67"):
+        parse(too_deep)
+    with pytest.raises(SpecError, match="brackets nested more than 50 deep"):
+        parse("INPUT(1,4,4) -> " + "[" * 5000 + "FC(2)" + "]" * 5000)
+
+
 # Each too large model, the layer that takes it past the limit and the numbers,
 # counted by hand: an FC layer has (inputs + 1) x units parameters, a CONV
 # layer F x (C x K x K + 1), so 785 x 100,000 = 78,500,000 before FC(1000).

@@ -5,8 +5,10 @@ that the final rename never crosses file systems), is flushed and fsync'ed
 to disk, and only then renamed over the destination with ``os.replace``,
 which POSIX and Windows perform atomically. A crash at any moment, even
 ``kill -9`` or a power cut, therefore leaves either the previous file or the
-new one at ``path``, never half of one. On an error the temporary file is
-removed and the error propagates.
+new one at ``path``, never half of one. On an error (a full disk, a
+directory one may not write to) the temporary file is removed, the previous
+file stays as it was, and an ``OSError`` of the same kind says which file
+could not be saved and why.
 """
 
 from __future__ import annotations
@@ -20,13 +22,20 @@ __all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_save_npz"]
 
 
 def _atomic_write(path, write) -> None:
-    """Call ``write(binary_file)`` on a temporary file, then move it to ``path``."""
+    """Call ``write(binary_file)`` on a temporary file, then move it to ``path``.
+
+    An ``OSError`` on the way comes out as the same kind of error (same
+    errno) naming ``path``, with the previous file untouched.
+    """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise FileNotFoundError(f"cannot write {path}: the directory {directory} does not exist")
-    descriptor, temporary = tempfile.mkstemp(
-        dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    try:
+        descriptor, temporary = tempfile.mkstemp(
+            dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    except OSError as error:
+        raise _not_saved(path, error) from error
     try:
         with os.fdopen(descriptor, "wb") as file:
             # mkstemp makes the file private (0600); give it the mode open() would.
@@ -35,12 +44,21 @@ def _atomic_write(path, write) -> None:
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, path)
-    except BaseException:
+    except BaseException as error:
         # BaseException too: a KeyboardInterrupt must not leave a stray temp file.
         if os.path.exists(temporary):
             os.remove(temporary)
+        if isinstance(error, OSError):
+            raise _not_saved(path, error) from error
         raise
     _fsync_directory(directory)
+
+
+def _not_saved(path: str, error: OSError) -> OSError:
+    """``error`` retold for ``path``: ``OSError(errno, ...)`` keeps its kind (PermissionError...)."""
+    reason = error.strerror or str(error) or type(error).__name__
+    exists = "the previous file is unchanged" if os.path.exists(path) else "nothing was written"
+    return OSError(error.errno, f"could not save it: {reason} ({exists})", path)
 
 
 def _umask() -> int:

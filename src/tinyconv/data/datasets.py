@@ -20,6 +20,15 @@ mirror into the cache, checks each
 file's SHA-256 before anything is written, and writes it atomically, so a
 failed or corrupt download leaves nothing behind.
 
+When the download fails too (a machine that reaches only the package
+registries, say), Fashion-MNIST comes from Debian's package where that needs
+no one's say: as root, or with a ``sudo`` that asks no password,
+``apt-get install -y dataset-fashion-mnist`` is run (after ``apt-get
+update`` if apt does not know the package yet), one line saying so first.
+Otherwise nothing is installed, and the :class:`DataNotFound` error's one
+line ends with the exact command that would fix it. MNIST has no Debian
+package.
+
 A directory given instead of a name is an image folder: one subfolder per
 class holding PNG or JPEG files, classes sorted by name. If it has ``train/``
 and ``test/`` subfolders, these are the two splits (the class names come from
@@ -33,6 +42,9 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
+import shutil
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -48,6 +60,12 @@ __all__ = ["Dataset", "DataNotFound", "KnownDataset", "KNOWN", "SPLITS", "find_d
            "search_dirs", "download_dataset", "load_dataset", "load_image_folder"]
 
 SPLITS = ("train", "test")
+
+#: The programs that install a Debian package, found on the PATH; tests
+#: point them at stand-ins.
+APT_GET, APT_CACHE, SUDO = "apt-get", "apt-cache", "sudo"
+#: Seconds one apt-get step may take (a download of about 30 MB).
+APT_TIMEOUT = 900
 
 
 class DataNotFound(Exception):
@@ -215,7 +233,7 @@ def _missing(directory: Path, known: KnownDataset) -> list[str]:
 def find_dataset_dir(name: str, data_dir=None) -> Path:
     """The first directory of :func:`search_dirs` holding all four files of ``name``.
 
-    Raises :class:`DataNotFound`, listing every place and what it lacked, if none does.
+    Raises :class:`DataNotFound`, naming every place and what it lacked, if none does.
     """
     known = _known(name)
     for directory, _ in search_dirs(name, data_dir):
@@ -224,25 +242,111 @@ def find_dataset_dir(name: str, data_dir=None) -> Path:
     raise DataNotFound(_not_found_message(known, data_dir))
 
 
-def _not_found_message(known: KnownDataset, data_dir, reason: str | None = None) -> str:
-    lines = [f"{known.title} not found. Looked in:"]
+def _not_found_message(known: KnownDataset, data_dir, reason: str | None = None,
+                       command: str | None = None) -> str:
+    """One line: where tinyconv looked, ``reason`` it went no further, and how to get
+    the files, ``command`` first."""
+    places = []
     for directory, origin in search_dirs(known.name, data_dir):
         if not directory.is_dir():
             state = "no such directory"
+        elif len(_missing(directory, known)) == len(known.file_names):
+            state = "none of the files"
         else:
             state = "missing " + ", ".join(_missing(directory, known))
-        lines.append(f"  {directory} ({origin}): {state}")
+        places.append(f"{directory} ({origin}): {state}")
     if os.environ.get("TINYCONV_DATA") is None:
-        lines.append("  ($TINYCONV_DATA is not set)")
+        places.append("$TINYCONV_DATA is not set")
+    text = f"{known.title} not found (looked in {'; '.join(places)})"
     if reason:
-        lines.append(reason)
-    lines.append("To get the files:")
-    if known.debian_package:
-        lines.append(f"  - on Debian or Ubuntu: sudo apt-get install {known.debian_package}")
-    lines.append(f"  - download {', '.join(known.file_names)} from {known.mirror} "
-                 f"into {cache_dir(known.name)}, or into any folder and pass it "
-                 "with --data-dir DIR (or set TINYCONV_DATA=DIR)")
-    return "\n".join(lines)
+        text += f" and {reason}"
+    if command:
+        text += f"; to install it, run: {command}; or"
+    else:
+        if known.debian_package is None:
+            text += f"; {known.title} has no Debian package"
+        text += "; to get it,"
+    return (text + f" download {', '.join(known.file_names)} from {known.mirror} into "
+            f"{cache_dir(known.name)}, or into any folder given with --data-dir DIR "
+            f"(or TINYCONV_DATA=DIR)")
+
+
+def _install_steps(package: str) -> list[list[str]] | None:
+    """The apt-get commands that install ``package``, None on a system without apt-get.
+
+    ``apt-get update`` comes first when apt does not know the package yet
+    (a fresh machine has empty package lists).
+    """
+    if shutil.which(APT_GET) is None:
+        return None
+    return ([] if _succeeds([APT_CACHE, "show", package]) else [["update"]]) + [
+        ["install", "-y", package]]
+
+
+def _succeeds(command: list[str]) -> bool:
+    """Whether ``command`` runs and exits 0 (quietly, asking nothing, within a minute)."""
+    program = shutil.which(command[0])
+    try:
+        return program is not None and subprocess.run(
+            [program, *command[1:]], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, timeout=60).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def _as_root_without_asking() -> list[str] | None:
+    """The prefix that runs a command as root with no question: [] for root, sudo -n
+    where sudo needs no password, None where neither works."""
+    if os.geteuid() == 0:
+        return []
+    if _succeeds([SUDO, "-n", "true"]):
+        return [shutil.which(SUDO), "-n"]
+    return None
+
+
+def _shown(steps: list[list[str]], prefix: str) -> str:
+    return " && ".join(prefix + " ".join(["apt-get", *step]) for step in steps)
+
+
+def _install_from_debian(known: KnownDataset, data_dir, reason: str, log) -> Path:
+    """Install ``known``'s Debian package where no one need be asked, and find the files.
+
+    Raises :class:`DataNotFound`, with the command that would fix it and
+    before installing anything, where that cannot be done.
+    """
+    steps = _install_steps(known.debian_package) if known.debian_package else None
+    if steps is None:
+        if known.debian_package:
+            reason += f"; Debian's package {known.debian_package} has the files, but this " \
+                      "system has no apt-get"
+        raise DataNotFound(_not_found_message(known, data_dir, reason))
+    prefix = _as_root_without_asking()
+    if prefix is None:
+        raise DataNotFound(_not_found_message(known, data_dir, reason, _shown(steps, "sudo ")))
+    say = log or (lambda line: print(line, file=sys.stderr, flush=True))
+    say(f"{known.title} not found and {reason}: installing Debian's package "
+        f"{known.debian_package}: {_shown(steps, 'sudo -n ' if prefix else '')}")
+    environment = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for step in steps:
+        command = [*prefix, shutil.which(APT_GET), *step]
+        try:
+            done = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True,
+                                  text=True, errors="replace", env=environment,
+                                  timeout=APT_TIMEOUT)
+            failure = None if done.returncode == 0 else (
+                f"exit status {done.returncode}: "
+                f"{(done.stderr.strip() or done.stdout.strip() or '(no output)').splitlines()[-1]}")
+        except (OSError, subprocess.TimeoutExpired) as error:
+            failure = str(error)
+        if failure:
+            raise DataNotFound(_not_found_message(
+                known, data_dir, f"{reason}; '{_shown([step], '')}' failed with {failure}"))
+    try:
+        return find_dataset_dir(known.name, data_dir)
+    except DataNotFound:
+        raise DataNotFound(_not_found_message(
+            known, data_dir, f"{reason}; {known.debian_package} was installed but did not put "
+            f"the files in {known.debian_dir}")) from None
 
 
 def download_dataset(name: str, directory=None, mirror: str | None = None,
@@ -292,8 +396,14 @@ def load_dataset(name_or_dir, split: str = "train", data_dir=None, download: boo
     come as (N, 1, 28, 28). ``size`` and ``channels`` set the shape an image
     folder's pictures are prepared to.
 
+    When the files are nowhere and cannot be downloaded, a known dataset
+    that Debian packages is installed from there where no one need be asked
+    (see the module docstring); ``log``, if given, is called with the line
+    that says so (default: it goes to stderr).
+
     Raises :class:`DataNotFound` when the files are nowhere and cannot be
-    downloaded, saying where it looked and how to get them.
+    downloaded or installed, saying in one line where it looked and how to
+    get them.
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
@@ -318,12 +428,15 @@ def _load_known(known: KnownDataset, split, data_dir, download, mirror, log) -> 
         directory = find_dataset_dir(known.name, data_dir)
     except DataNotFound:
         if not downloads_allowed(download):
-            raise
+            steps = _install_steps(known.debian_package) if known.debian_package else None
+            command = _shown(steps, "" if os.geteuid() == 0 else "sudo ") if steps else None
+            raise DataNotFound(_not_found_message(known, data_dir, "downloading is off",
+                                                  command)) from None
         try:
             directory = download_dataset(known.name, mirror=mirror, log=log)
         except (OSError, ValueError) as error:
-            raise DataNotFound(_not_found_message(
-                known, data_dir, f"Download failed: {error}")) from None
+            reason = f"the download failed ({' '.join(str(error).split())})"
+            directory = _install_from_debian(known, data_dir, reason, log)
     image_file, label_file = (_file_in(directory, f) for f in known.files[split])
     images, labels = read_idx(image_file), read_idx(label_file)
     if images.ndim != 3 or images.dtype != np.uint8:

@@ -20,6 +20,7 @@ the file name, so ``.gz`` and unpacked files both work whatever they are called.
 from __future__ import annotations
 
 import gzip
+import math
 import zlib
 from pathlib import Path
 
@@ -27,7 +28,7 @@ import numpy as np
 
 from ..fileio import atomic_write_bytes
 
-__all__ = ["IdxError", "read_idx", "write_idx", "IDX_TYPES"]
+__all__ = ["IdxError", "read_idx", "write_idx", "IDX_TYPES", "MAX_GZIP_RATIO"]
 
 # Type code -> big-endian NumPy dtype, as the format defines them.
 IDX_TYPES = {
@@ -39,6 +40,9 @@ IDX_TYPES = {
     0x0E: np.dtype(">f8"),
 }
 GZIP_MAGIC = b"\x1f\x8b"
+#: The most a gzipped IDX file may unpack to, as a multiple of its size (plus
+#: 64 MiB): real datasets unpack to 2-5 times theirs; more is a gzip bomb.
+MAX_GZIP_RATIO = 64
 
 
 class IdxError(ValueError):
@@ -52,25 +56,41 @@ def read_idx(path) -> np.ndarray:
     (60000, 28, 28) uint8 for Fashion-MNIST's training images and (60000,)
     uint8 for its labels.
 
+    The header is read first and the data only once its size is known to
+    fit the file, so a damaged header costs no memory: the data takes as
+    many bytes as a plain file holds, or at most :data:`MAX_GZIP_RATIO`
+    times a gzipped file's size (plus 64 MiB). Unpack such a file with
+    ``gunzip`` to read it anyway.
+
     Raises ``FileNotFoundError`` when there is no such file, and
     :class:`IdxError` naming the file and the fault when the header is not
     ``00 00 <type> <ndim>``, the type code is unknown, the gzip stream is
     broken, or the data is shorter or longer than the dimensions say.
     """
     path = Path(path)
-    raw = path.read_bytes()
-    if raw[:2] == GZIP_MAGIC:
+    file_size = path.stat().st_size
+    with open(path, "rb") as file:
+        gzipped = file.read(2) == GZIP_MAGIC
+        file.seek(0)
+        stream = gzip.GzipFile(fileobj=file, mode="rb") if gzipped else file
         try:
-            raw = gzip.decompress(raw)
+            return _read_idx_stream(stream, path, file_size, gzipped)
         except (OSError, EOFError, zlib.error) as error:
+            if not gzipped:
+                raise
             raise IdxError(f"{path}: the gzip data is damaged or cut short ({error})") from None
-    if len(raw) < 4:
-        raise IdxError(f"{path}: not an IDX file: only {len(raw)} bytes, "
+
+
+def _read_idx_stream(stream, path: Path, file_size: int, gzipped: bool) -> np.ndarray:
+    """The array of the IDX data that ``stream`` yields (unpacked already)."""
+    head = stream.read(4)
+    if len(head) < 4:
+        raise IdxError(f"{path}: not an IDX file: only {len(head)} bytes, "
                        "shorter than the 4-byte header")
-    if raw[0] != 0 or raw[1] != 0:
+    if head[0] != 0 or head[1] != 0:
         raise IdxError(f"{path}: not an IDX file: it starts with bytes "
-                       f"{raw[:4].hex(' ')}, expected 00 00 <type> <ndim>")
-    type_code, ndim = raw[2], raw[3]
+                       f"{head.hex(' ')}, expected 00 00 <type> <ndim>")
+    type_code, ndim = head[2], head[3]
     if type_code not in IDX_TYPES:
         known = ", ".join(f"0x{code:02X}" for code in IDX_TYPES)
         raise IdxError(f"{path}: unknown IDX data type code 0x{type_code:02X}, "
@@ -78,19 +98,31 @@ def read_idx(path) -> np.ndarray:
     if ndim == 0:
         raise IdxError(f"{path}: the IDX header says 0 dimensions, expected at least 1")
     header_size = 4 + 4 * ndim
-    if len(raw) < header_size:
+    sizes = stream.read(4 * ndim)
+    if len(sizes) < 4 * ndim:
         raise IdxError(f"{path}: truncated IDX header: {ndim} dimensions need "
-                       f"{header_size} header bytes, the file has {len(raw)}")
-    dims = tuple(int(d) for d in np.frombuffer(raw, ">u4", count=ndim, offset=4))
+                       f"{header_size} header bytes, the file has {4 + len(sizes)}")
+    dims = tuple(int(d) for d in np.frombuffer(sizes, ">u4"))
     dtype = IDX_TYPES[type_code]
-    expected = header_size + int(np.prod(dims, dtype=object)) * dtype.itemsize
-    if len(raw) != expected:
-        fault = "truncated" if len(raw) < expected else "too long"
-        raise IdxError(f"{path}: {fault}: dimensions {dims} of {dtype.newbyteorder('=')} "
-                       f"need {expected} bytes in all, the file has {len(raw)}")
-    data = np.frombuffer(raw, dtype, offset=header_size).reshape(dims)
-    # astype copies into a writable array in this machine's byte order.
-    return data.astype(dtype.newbyteorder("="))
+    count = math.prod(dims)
+    expected = header_size + count * dtype.itemsize
+    what = f"dimensions {dims} of {dtype.newbyteorder('=')} need {expected:,} bytes in all"
+    if gzipped and expected > MAX_GZIP_RATIO * file_size + (64 << 20):
+        raise IdxError(f"{path}: {what}, more than {MAX_GZIP_RATIO} times the gzipped "
+                       f"file's {file_size:,} bytes: a gzip bomb, or a damaged header "
+                       f"(gunzip it to read it anyway)")
+    if not gzipped and expected != file_size:
+        fault = "truncated" if file_size < expected else "too long"
+        raise IdxError(f"{path}: {fault}: {what}, the file has {file_size:,}")
+    data = np.empty(count, dtype)
+    got = stream.readinto(memoryview(data).cast("B")) if count else 0
+    if got < count * dtype.itemsize:
+        raise IdxError(f"{path}: truncated: {what}, the unpacked file has "
+                       f"{header_size + got:,}")
+    if stream.read(1):
+        raise IdxError(f"{path}: too long: {what}, the unpacked file has more")
+    # astype gives this machine's byte order (a copy only where the order differs).
+    return data.reshape(dims).astype(dtype.newbyteorder("="), copy=False)
 
 
 def write_idx(path, array) -> None:

@@ -70,6 +70,8 @@ __all__ = ["SpecError", "Element", "Repeat", "Spec", "parse", "format_spec", "bu
 
 #: The most layers a spec may describe, repetitions written out.
 MAX_LAYERS = 1000
+#: The deepest brackets may nest (the parser recurses once per level).
+MAX_NESTING = 50
 #: The most parameters a built model may have (400 MB of float32).
 MAX_PARAMETERS = 100_000_000
 #: The most numbers one image's input, map or vector may hold (400 MB of float32).
@@ -231,6 +233,7 @@ class _Parser:
         self.text = text
         self.tokens = _tokenize(text)
         self.index = 0
+        self.depth = 0
 
     @property
     def token(self) -> _Token:
@@ -274,9 +277,13 @@ class _Parser:
     def item(self):
         start = self.token
         if self.take("["):
+            self.depth += 1
+            if self.depth > MAX_NESTING:
+                raise self.error(f"brackets nested more than {MAX_NESTING} deep", start)
             body = self.chain()
             if not self.take("]"):
                 raise self.expected("'->' or ']'")
+            self.depth -= 1
             times = 1
             if self.take("*"):
                 count_token = self.token
