@@ -150,14 +150,15 @@ def load_checkpoint(path: Path, model, optimizer, scheduler, run: dict) -> Progr
         raise CheckpointError(str(error)) from None
     if "checkpoint_version" not in arrays:
         raise CheckpointError(f"{path} is not a tinyconv training checkpoint")
-    if int(arrays["checkpoint_version"]) != CHECKPOINT_VERSION:
-        raise CheckpointError(f"{path} has checkpoint version {int(arrays['checkpoint_version'])}; "
+    header = _header(arrays, path)
+    if header["checkpoint_version"] != CHECKPOINT_VERSION:
+        raise CheckpointError(f"{path} has checkpoint version {header['checkpoint_version']}; "
                               f"this tinyconv reads version {CHECKPOINT_VERSION}")
-    saved_spec = str(arrays["spec"])
+    saved_spec = header["spec"]
     if run["spec"] and saved_spec and saved_spec != run["spec"]:
         raise CheckpointError(f"{path} belongs to a different model: it was trained with spec "
                               f"{saved_spec!r}, this run has {run['spec']!r}")
-    saved, ours = json.loads(str(arrays["settings"])), run["settings"]
+    saved, ours = header["settings"], run["settings"]
     mismatches = [(name, saved.get(name, "not set"), ours.get(name, "not set"))
                   for name in {**saved, **ours} if saved.get(name) != ours.get(name)]
     if mismatches:
@@ -170,10 +171,55 @@ def load_checkpoint(path: Path, model, optimizer, scheduler, run: dict) -> Progr
         optimizer.load_state_dict(_section(arrays, "optimizer"))
         if scheduler is not None:
             scheduler.load_state_dict(_section(arrays, "scheduler"))
-    except ValueError as error:
+        best = _section(arrays, "best")
+        own = model.state_dict()
+        if best and (best.keys() != own.keys() or any(
+                best[k].shape != own[k].shape or best[k].dtype.kind != "f" for k in own)):
+            raise ValueError("the best epoch's weights are not the model's")
+    # TypeError and OverflowError too: a damaged file's numbers may be text or infinite.
+    except (ValueError, TypeError, OverflowError) as error:
         raise CheckpointError(f"{path} does not fit this model: {error}") from None
-    best = _section(arrays, "best")
-    return Progress(epoch=int(arrays["epoch"]),
-                     history=History(json.loads(str(arrays["history"]))),
-                     best_state=best or None, best_val_loss=float(arrays["best_val_loss"]),
-                     best_epoch=int(arrays["best_epoch"]), bad_epochs=int(arrays["bad_epochs"]))
+    return Progress(epoch=header["epoch"], history=header["history"],
+                    best_state=best or None, best_val_loss=header["best_val_loss"],
+                    best_epoch=header["best_epoch"], bad_epochs=header["bad_epochs"])
+
+
+#: The single-value entries of a checkpoint and the kind of each: whole
+#: numbers, numbers, text, or JSON text (settings, history).
+_HEADER = {"checkpoint_version": int, "epoch": int, "best_epoch": int, "bad_epochs": int,
+           "best_val_loss": float, "spec": str, "settings": dict, "history": History}
+
+
+def _header(arrays: dict, path: Path) -> dict:
+    """The checkpoint's single-value entries, each checked and read as its kind."""
+    missing = sorted(set(_HEADER) - set(arrays))
+    if missing:
+        raise CheckpointError(f"{path} is a damaged checkpoint: it lacks {missing}")
+    header = {}
+    for key, kind in _HEADER.items():
+        value = arrays[key]
+        expected = {int: "iu", float: "fiu"}.get(kind, "U")
+        if value.shape != () or value.dtype.kind not in expected:
+            raise CheckpointError(f"{path} is a damaged checkpoint: {key} must be one "
+                                  f"{kind.__name__ if kind in (int, float) else 'text'}, "
+                                  f"got {value.dtype} of shape {value.shape}")
+        if kind in (int, float, str):
+            header[key] = kind(value)
+        elif kind is History:
+            try:
+                header[key] = History.from_json(str(value), f"{path}'s history")
+            except ValueError as error:
+                raise CheckpointError(str(error)) from None
+        else:
+            try:
+                header[key] = json.loads(str(value))
+            except (ValueError, RecursionError):
+                header[key] = None
+            if not isinstance(header[key], dict):
+                raise CheckpointError(f"{path} is a damaged checkpoint: its settings are not "
+                                      f"a JSON object")
+    if header["epoch"] < 0 or header["epoch"] != len(header["history"]):
+        raise CheckpointError(f"{path} is a damaged checkpoint: it says epoch "
+                              f"{header['epoch']} but holds {len(header['history'])} epochs "
+                              f"of history")
+    return header

@@ -46,13 +46,20 @@ class History(list):
         if path.is_dir():
             path = path / "history.json"
         try:
-            rows = json.loads(path.read_text(encoding="utf-8"))
+            text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
             raise ValueError(f"no history at {path}") from None
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{path} is not a history (not JSON: {error})") from None
+        return cls.from_json(text, str(path))
+
+    @classmethod
+    def from_json(cls, text: str, where: str) -> "History":
+        """The history in JSON ``text``; a ValueError naming ``where`` if it is none."""
+        try:
+            rows = json.loads(text)
+        except (json.JSONDecodeError, RecursionError) as error:
+            raise ValueError(f"{where} is not a history (not JSON: {error})") from None
         if not isinstance(rows, list) or not all(
                 isinstance(row, dict) and set(row) == set(HISTORY_FIELDS) for row in rows):
-            raise ValueError(f"{path} is not a history: expected a list of rows with the "
+            raise ValueError(f"{where} is not a history: expected a list of rows with the "
                              f"keys {HISTORY_FIELDS}")
         return cls(rows)
