@@ -26,6 +26,11 @@ def _spread(values: list[float]) -> str:
     return f"**{statistics.median(values):.2f}** ({min(values):.2f}-{max(values):.2f})"
 
 
+def _range(values: list[float], spec: str) -> str:
+    low, high = format(min(values), spec), format(max(values), spec)
+    return low if low == high else f"{low} to {high}"
+
+
 def tables(runs: list[dict]) -> str:
     """The markdown for ``runs`` (each a `tinyconv bench --json` document)."""
     machine = runs[0]["machine"]
@@ -46,8 +51,8 @@ def tables(runs: list[dict]) -> str:
         lines.append("")
     speedups = [run["reference"]["speedup"] for run in runs if "reference" in run]
     if speedups:
-        lines.append(f"The literal reference is {min(speedups):,.0f} to {max(speedups):,.0f} "
-                     f"times slower than the fast path ({runs[0]['reference']['layer']}).")
+        lines.append(f"The literal reference is {_range(speedups, ',.0f')} times slower than "
+                     f"the fast path ({runs[0]['reference']['layer']}).")
     memory = [run["peak_memory_mib"] for run in runs if "peak_memory_mib" in run]
     if memory:
         lines.append("Peak resident memory of a training process: " + ", ".join(
@@ -56,8 +61,7 @@ def tables(runs: list[dict]) -> str:
     epochs = [run["lenet5_epoch"] for run in runs if "seconds" in run.get("lenet5_epoch", {})]
     if epochs:
         lines.append(f"A lenet5 Fashion-MNIST epoch end to end: "
-                     f"{min(e['seconds'] for e in epochs):.1f} to "
-                     f"{max(e['seconds'] for e in epochs):.1f} s.")
+                     f"{_range([e['seconds'] for e in epochs], '.1f')} s.")
     return "\n".join(lines)
 
 

@@ -245,7 +245,7 @@ def _wait_for_all(world) -> None:
         return
     request = world.comm.Ibarrier()
     while not request.Test():
-        time.sleep(0.0005)
+        time.sleep(0.005)
 
 
 def _worker_step(spec: str, batch: int, world):
@@ -330,6 +330,10 @@ def run_workers(world, batches=(64, 256), rounds: int = 7, budget: float = 0.15,
         def out(*_):  # only rank 0 prints
             pass
     elif torch_available():
+        # mpiexec binds each worker to one core; PyTorch's K threads, which run
+        # in worker 0, must have every core, or they would share one.
+        if hasattr(os, "sched_setaffinity"):
+            os.sched_setaffinity(0, range(os.cpu_count() or 1))
         import torch
         torch.set_num_threads(k)
     info = machine()
