@@ -89,38 +89,41 @@ def _check_no_partial_file(run: Path) -> None:
 @pytest.mark.slow
 def test_kill_9_at_random_moments_then_resume_gives_the_uninterrupted_model(
         tmp_path, fashion_mnist_dir):
+    """Runs are killed at random moments and resumed until they finish; every
+    finished run must hold the uninterrupted run's weights, and after every
+    kill every file in --out must be whole."""
     whole = tmp_path / "whole"
     whole.mkdir()
+    began = time.perf_counter()
     done = tinyconv(*RUN, "--epochs", str(EPOCHS), cwd=whole)
+    duration = time.perf_counter() - began
     assert done.returncode == 0, done.stderr
     expected = _state(whole / "run" / "model.npz")
 
     rng = np.random.default_rng(9)
-    work, kills, mid_write = tmp_path / "killed", 0, 0
-    work.mkdir()
-    run = work / "run"
+    kills = finished = mid_write = 0
     while kills < 24:
-        resume = ["--resume"] if (run / "checkpoint.npz").exists() else []
-        process = _start(work, *RUN, "--epochs", str(EPOCHS), *resume)
-        time.sleep(rng.uniform(0.4, 2.5))
-        if process.poll() is not None:  # it finished first: start again from nothing
-            assert process.returncode == 0, process.communicate()
-            for path in _files(run):
-                path.unlink()
-            continue
-        process.send_signal(signal.SIGKILL)
-        process.communicate()
-        kills += 1
-        mid_write += any(path.name.endswith(".tmp") for path in _files(run))
+        work = tmp_path / f"killed-{finished}"
+        work.mkdir()
+        run = work / "run"
+        while True:  # kill this run until it finishes, resuming each time
+            resume = ["--resume"] if (run / "checkpoint.npz").exists() else []
+            process = _start(work, *RUN, "--epochs", str(EPOCHS), *resume)
+            time.sleep(rng.uniform(0.2, duration))
+            if process.poll() is not None:
+                break
+            process.send_signal(signal.SIGKILL)
+            process.communicate()
+            kills += 1
+            mid_write += any(path.name.endswith(".tmp") for path in _files(run))
+            _check_no_partial_file(run)
+        assert process.wait() == 0, process.communicate()
         _check_no_partial_file(run)
-    # Now let the last one finish: it must end where the uninterrupted run did.
-    resume = ["--resume"] if (run / "checkpoint.npz").exists() else []
-    finished = tinyconv(*RUN, "--epochs", str(EPOCHS), *resume, cwd=work)
-    assert finished.returncode == 0, finished.stderr
-    _check_no_partial_file(run)
-    assert not any(path.name.endswith(".tmp") for path in run.iterdir())
-    got = _state(run / "model.npz")
-    assert got.keys() == expected.keys()
-    for key in expected:
-        np.testing.assert_array_equal(got[key], expected[key], err_msg=key)
-    print(f"kill -9: {kills} kills, {mid_write} left a temporary file from a write in progress")
+        assert not any(path.name.endswith(".tmp") for path in _files(run))
+        got = _state(run / "model.npz")
+        assert got.keys() == expected.keys()
+        for key in expected:
+            np.testing.assert_array_equal(got[key], expected[key], err_msg=key)
+        finished += 1
+    print(f"kill -9: {kills} kills over {finished} runs, each resumed to the uninterrupted "
+          f"model; {mid_write} kills left a temporary file from a write in progress")

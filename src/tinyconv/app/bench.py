@@ -200,15 +200,8 @@ def _step_candidates(spec: str, batch: int, with_torch: bool):
     train, inference = {"tinyconv": step}, {"tinyconv": infer}
     if with_torch:
         import torch
-        t = to_torch(model)
-        xt, yt = torch.from_numpy(x), torch.from_numpy(y)
-        opt = torch.optim.SGD(t.parameters(), lr=0.01, momentum=0.9)
-
-        def torch_step():
-            t.train()
-            opt.zero_grad()
-            torch.nn.functional.cross_entropy(t(xt), yt).backward()
-            opt.step()
+        t, torch_step = _torch_training_step(model, x, y)
+        xt = torch.from_numpy(x)
 
         def torch_infer():
             t.eval()
@@ -216,6 +209,22 @@ def _step_candidates(spec: str, batch: int, with_torch: bool):
                 t(xt)
         train["pytorch"], inference["pytorch"] = torch_step, torch_infer
     return train, inference
+
+
+def _torch_training_step(model, x, y):
+    """(PyTorch twin of ``model``, its training step on ``x``, ``y``): the same
+    weights, loss and SGD with momentum as :func:`step_setup`'s."""
+    import torch
+    t = to_torch(model)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    opt = torch.optim.SGD(t.parameters(), lr=0.01, momentum=0.9)
+
+    def torch_step():
+        t.train()
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(t(xt), yt).backward()
+        opt.step()
+    return t, torch_step
 
 
 def _reference_speedup(budget: float) -> dict:
@@ -254,40 +263,22 @@ def _worker_step(spec: str, batch: int, world):
     without PyTorch)."""
     from ..data.loader import shard_bounds
     from ..training.distributed import DataParallel
-    model = build(spec, rng=0)
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((batch, 1, 28, 28)).astype(np.float32)
-    y = rng.integers(0, 10, batch)
+    model, x, y, criterion, optimizer = step_setup(spec, batch)
     start, stop = shard_bounds(batch, world.rank, world.size)
     parallel = DataParallel(model, world) if world.size > 1 else None
-    criterion = CrossEntropyLoss()
-    optimizer = SGD(model.parameters(), lr=0.01, momentum=0.9)
     xs, ys = x[start:stop], y[start:stop]
 
     def step():
         model.train()
         if parallel is None:
-            optimizer.zero_grad()
-            criterion.forward(model.forward(xs), ys)
-            model.backward(criterion.backward(), input_grad=False)
-            optimizer.step()
+            train_step(model, criterion, optimizer, xs, ys)
         else:
             with parallel:
                 parallel.step(criterion, optimizer, xs, ys, (start, stop, batch))
 
     if world.rank != 0 or not torch_available():
         return step, None
-    import torch
-    t = to_torch(build(spec, rng=0))
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
-    opt = torch.optim.SGD(t.parameters(), lr=0.01, momentum=0.9)
-
-    def torch_step():
-        t.train()
-        opt.zero_grad()
-        torch.nn.functional.cross_entropy(t(xt), yt).backward()
-        opt.step()
-    return step, torch_step
+    return step, _torch_training_step(build(spec, rng=0), x, y)[1]
 
 
 def _time_workers(world, step, torch_step, rounds: int, budget: float) -> dict:
