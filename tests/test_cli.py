@@ -276,9 +276,12 @@ def test_a_model_trained_with_flips_is_also_scored_on_flipped_images(tmp_path, f
 def test_interrupt_keeps_the_checkpoint_and_resume_finishes(tmp_path, fashion_mnist):
     args = ["train", "--arch", "INPUT(1,28,28) -> CONV(4,5) -> MAXPOOL(4) -> FC(10)",
             "--limit-train", "300", "--limit-test", "100", "--epochs", "400", "--out", "run"]
+    # A shell's background job starts with SIGINT ignored, and Python keeps it
+    # so; the child gets the default back, as in a terminal.
     process = subprocess.Popen([sys.executable, "-m", "tinyconv", *args], cwd=tmp_path,
                                env=_env(tmp_path), stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+                               stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     checkpoint = tmp_path / "run" / "checkpoint.npz"
     while not checkpoint.exists() and process.poll() is None:
         time.sleep(0.05)
