@@ -54,6 +54,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data.images import prepare_image
+from ..data.splits import check_classes
 from ..models.serialize import LoadedModel
 from ..nn import functional as F
 from ..nn.layers import (AvgPool2d, BatchNorm2d, Conv2d, Dropout, Flatten, Identity, Linear,
@@ -135,9 +136,7 @@ def pick_test_images(loaded: LoadedModel, test, count: int = DEFAULT_IMAGES) -> 
     them (a few batches for a trained model), not the whole test set.
     """
     _check_count(count)
-    if list(test.classes) != list(loaded.classes):
-        raise ValueError(f"the model knows the classes {loaded.classes}, but {test.name} has "
-                         f"{list(test.classes)}")
+    check_classes(loaded.classes, test)
     if len(test) == 0:
         raise ValueError(f"{test.name} has no test images to show")
     wanted_right, wanted_wrong = count - count // 2, count // 2

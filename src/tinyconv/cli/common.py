@@ -12,9 +12,11 @@ from __future__ import annotations
 import argparse
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 from ..data.datasets import DataNotFound
+from ..models.serialize import model_path
 from ..models.spec import SpecError
 
 PROG = "tinyconv"
@@ -139,6 +141,14 @@ def error_text(error: BaseException) -> str:
         detail = one_line(error).removeprefix("Unable to ")
         return f"not enough memory to {detail or 'go on'}"
     return one_line(error) or type(error).__name__
+
+
+def model_or_run(target: Path) -> Path:
+    """The model file a MODEL|RUN_DIR argument names; refuses a path that is neither."""
+    if not target.exists():
+        raise ValueError(f"{target} does not exist: expected a model.npz file or a training "
+                         f"run directory")
+    return model_path(target)
 
 
 def data_location(args: argparse.Namespace) -> dict:

@@ -9,8 +9,8 @@ from ..app.explore import DEFAULT_IMAGES, explore_html, image_files, pick_test_i
 from ..data.datasets import DataNotFound
 from ..data.splits import test_set
 from ..fileio import atomic_write_text
-from ..models.serialize import MODEL_FILE, load_model
-from .common import Command, say
+from ..models.serialize import load_model
+from .common import Command, model_or_run, say
 
 #: The page written next to the model unless --out says otherwise.
 EXPLORE_FILE = "explore.html"
@@ -38,11 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    target = args.target
-    if not target.exists():
-        raise ValueError(f"{target} does not exist: expected a model.npz file or a training "
-                         f"run directory")
-    model_file = target / MODEL_FILE if target.is_dir() else target
+    model_file = model_or_run(args.target)
     out = args.out or model_file.parent / EXPLORE_FILE
     # Checked first, so that a bad path stops the command before any work.
     if out.is_dir():

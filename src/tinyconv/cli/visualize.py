@@ -8,9 +8,9 @@ from pathlib import Path
 from ..app.report import HISTORY_FILE
 from ..app.visualize import PICTURES, curves_picture, model_pictures, writable_directory
 from ..data.splits import test_set
-from ..models.serialize import MODEL_FILE, load_model
+from ..models.serialize import load_model
 from ..training.history import History
-from .common import Command, add_data_arguments, data_location, natural, say
+from .common import Command, add_data_arguments, data_location, model_or_run, natural, say
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,18 +33,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    target = args.target
-    if not target.exists():
-        raise ValueError(f"{target} does not exist: expected a model.npz file or a training "
-                         f"run directory")
-    run_dir = target if target.is_dir() else target.parent
+    model_file = model_or_run(args.target)
+    run_dir = model_file.parent
     wanted = PICTURES if args.what == "all" else (args.what,)
     out = writable_directory(args.out or run_dir)
     pictures = []
     if "curves" in wanted and (args.what == "curves" or (run_dir / HISTORY_FILE).is_file()):
         pictures.append(curves_picture(History.load(run_dir / HISTORY_FILE)))
     if set(wanted) != {"curves"}:
-        loaded = load_model(target / MODEL_FILE if target.is_dir() else target)
+        loaded = load_model(model_file)
         test = None
         if {"confusion", "mistakes"} & set(wanted) or ("features" in wanted
                                                         and args.image is None):

@@ -36,13 +36,12 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
-from pathlib import Path
 
 import numpy as np
 
 from ..data.loader import Normalization
 from ..fileio import atomic_write_bytes
-from ..models.serialize import MODEL_FILE, LoadedModel, load_model
+from ..models.serialize import LoadedModel, load_model, model_path
 from ..nn.layers import (AvgPool2d, BatchNorm2d, Conv2d, Dropout, Flatten, Identity, Linear,
                          MaxPool2d, ReLU, Sequential, Sigmoid, Tanh)
 from .onnx_format import (BATCH, CLASSES_KEY, INPUT_KEY, INPUT_NAME, IR_VERSION, OPSET,
@@ -103,8 +102,7 @@ def export_onnx(model, path, *, input_shape=None, classes=None, normalization=No
 
 def _load(path) -> LoadedModel:
     """The model in a model file, or in a training run directory's model.npz."""
-    path = Path(path)
-    return load_model(path / MODEL_FILE if path.is_dir() else path)
+    return load_model(model_path(path))
 
 
 def to_onnx(model: Sequential, input_shape, *, classes=None, normalization=None, spec=None,

@@ -41,7 +41,7 @@ from ..data.loader import Normalization
 from .spec import build, format_spec, input_shape
 
 __all__ = ["FORMAT_VERSION", "MAX_UNPACKED_RATIO", "MODEL_FILE", "ModelFileError", "LoadedModel",
-           "save_model", "load_model", "read_npz", "check_outputs"]
+           "save_model", "load_model", "model_path", "read_npz", "check_outputs"]
 
 FORMAT_VERSION = 1
 #: A model's file name inside a training run's directory.
@@ -269,6 +269,13 @@ def save_model(path, model: Module, spec, classes, normalization: Normalization,
     }
     arrays["sha256"] = np.array(_checksum(arrays))
     atomic_save_npz(path, **arrays)
+
+
+def model_path(target) -> Path:
+    """The model file a MODEL|RUN_DIR argument names: ``target`` itself, or the
+    ``model.npz`` of a training run's directory."""
+    target = Path(target)
+    return target / MODEL_FILE if target.is_dir() else target
 
 
 def load_model(path) -> LoadedModel:
