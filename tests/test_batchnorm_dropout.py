@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 
@@ -126,6 +128,59 @@ def test_batch_norm_bad_input():
         BatchNorm2d(3).backward(np.zeros((2, 3, 1, 1)))
     with pytest.raises(ValueError, match="both mean and var"):
         F.batch_norm2d_forward(np.zeros((2, 3, 1, 1)), np.ones(3), mean=np.zeros(3))
+
+
+def _shared_batch_norm(x, weight, bias, grad_out, bounds):
+    """Batch norm of x (C, H, W, N) split by columns among threads, one per
+    (start, stop) in ``bounds``, whose ``gather`` stacks every thread's array
+    as MPI's Allgather would; returns (out, grad_x, grad_weight, grad_bias) put
+    back together (the workers' parameter gradients summed)."""
+    barrier, parts = threading.Barrier(len(bounds)), [None] * len(bounds)
+    results = [None] * len(bounds)
+
+    def worker(rank, start, stop):
+        def gather(array):
+            parts[rank] = array.copy()
+            barrier.wait()
+            every = np.stack(parts)
+            barrier.wait()
+            return every
+        out, cache = F.batch_norm2d_forward(x[..., start:stop], weight, bias, gather=gather)
+        results[rank] = (out, *F.batch_norm2d_backward(grad_out[..., start:stop], cache, gather))
+
+    threads = [threading.Thread(target=worker, args=(rank, *b)) for rank, b in enumerate(bounds)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    outs, grads_x, grads_w, grads_b = zip(*results)
+    return (np.concatenate(outs, axis=-1), np.concatenate(grads_x, axis=-1),
+            sum(grads_w), sum(grads_b))
+
+
+# float64: channel 0's mean is 50,000 times its spread, where E[x²] - mean²
+# would lose all but about 7 digits of the variance. float32 carries only
+# 7 digits to begin with, so its mean is 50 times the spread.
+@pytest.mark.parametrize("dtype, offset, spread, tolerance", [(np.float64, 500.0, 0.01, 1e-9),
+                                                              (np.float32, 5.0, 0.1, 1e-4)])
+@pytest.mark.parametrize("bounds", [[(0, 3), (3, 7)], [(0, 0), (0, 5), (5, 7)],
+                                    [(0, 1), (1, 2), (2, 7)]])
+def test_batch_norm_shared_among_workers_equals_one_process(dtype, offset, spread, tolerance,
+                                                            bounds):
+    """The workers' one allgather of counts, means and squares gives the whole
+    batch's statistics, also for a mean far from zero and for empty or
+    one-column shares; each result is compared relative to its largest value."""
+    rng = np.random.default_rng(1)
+    x = rng.normal(0.0, 1.0, (3, 4, 5, 7)) * np.array([spread, 1.0, 30.0])[:, None, None, None]
+    x = (x + np.array([offset, -2.0, 0.0])[:, None, None, None]).astype(dtype)
+    weight, bias = rng.normal(1.0, 0.3, 3), rng.normal(0.0, 0.3, 3)
+    grad_out = rng.normal(size=x.shape).astype(dtype)
+    want, cache = F.batch_norm2d_forward(x, weight, bias)
+    want_grads = F.batch_norm2d_backward(grad_out, cache)
+    got = _shared_batch_norm(x, weight, bias, grad_out, bounds)
+    for ours, theirs in zip(got, (want, *want_grads)):
+        assert ours.dtype == dtype
+        np.testing.assert_allclose(ours, theirs, rtol=0, atol=tolerance * np.abs(theirs).max())
 
 
 def test_dropout_is_identity_in_evaluation_and_for_p_zero():

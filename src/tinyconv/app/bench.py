@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import nullcontext
 
 import numpy as np
 
@@ -36,6 +37,8 @@ from ..tutorial import reference
 from ..nn.layers import (AvgPool2d, BatchNorm2d, Conv2d, Dropout, Flatten, Identity, Linear,
                      MaxPool2d, ReLU, Sequential, Sigmoid, Tanh)
 from ..nn.losses import CrossEntropyLoss
+from ..data.loader import shard_bounds
+from ..training.distributed import DataParallel
 from ..training.loop import train_step
 from ..training.optim import SGD
 from ..models.presets import PRESETS
@@ -261,8 +264,6 @@ def _worker_step(spec: str, batch: int, world):
     """This worker's training step of ``spec`` on its share of a global batch,
     and rank 0's PyTorch step of the whole batch (None on other ranks or
     without PyTorch)."""
-    from ..data.loader import shard_bounds
-    from ..training.distributed import DataParallel
     model, x, y, criterion, optimizer = step_setup(spec, batch)
     start, stop = shard_bounds(batch, world.rank, world.size)
     parallel = DataParallel(model, world) if world.size > 1 else None
@@ -270,11 +271,9 @@ def _worker_step(spec: str, batch: int, world):
 
     def step():
         model.train()
-        if parallel is None:
-            train_step(model, criterion, optimizer, xs, ys)
-        else:
-            with parallel:
-                parallel.step(criterion, optimizer, xs, ys, (start, stop, batch))
+        with parallel or nullcontext():
+            train_step(model, criterion, optimizer, xs, ys, parallel=parallel,
+                       columns=(start, stop, batch))
 
     if world.rank != 0 or not torch_available():
         return step, None

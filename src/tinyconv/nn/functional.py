@@ -786,7 +786,7 @@ def _channel_vector(value, c: int, dtype, name: str) -> np.ndarray:
     return value.astype(dtype, copy=False)
 
 
-def batch_norm2d_forward(x, weight, bias=None, mean=None, var=None, eps=1e-5, reduce=None):
+def batch_norm2d_forward(x, weight, bias=None, mean=None, var=None, eps=1e-5, gather=None):
     """Batch normalisation of every channel: ``out = gamma · x_hat + beta``.
 
     Batch last, this module's layout: x (C, H, W, N); BatchNorm2d takes NCHW.
@@ -803,11 +803,12 @@ def batch_norm2d_forward(x, weight, bias=None, mean=None, var=None, eps=1e-5, re
         mean, var: (C,) statistics to use, or None for the batch's.
         eps: added to the variance so that a constant channel divides by
             sqrt(eps), not by zero.
-        reduce: None on one process. When the batch is shared among
+        gather: None on one process. When the batch is shared among
             workers (:mod:`tinyconv.training.distributed`), ``x`` holds this
-            worker's columns and ``reduce`` sums a float64 array in place
-            over every worker; the batch statistics are then the whole
-            batch's, and the cache's ``count`` is the whole batch's M.
+            worker's columns and ``gather(a)`` returns every worker's array
+            ``a``, stacked in the order of the workers; the batch
+            statistics are then the whole batch's, and the cache's
+            ``count`` is the whole batch's M.
 
     Returns:
         out: (C, H, W, N) in x's dtype, and a :class:`BatchNormCache`.
@@ -825,67 +826,80 @@ def batch_norm2d_forward(x, weight, bias=None, mean=None, var=None, eps=1e-5, re
     # With the batch last, each channel's M = H·W·N values are one
     # contiguous row of this (C, M) view.
     rows = x.reshape(c, -1)
-    count = rows.shape[1]
+    n = rows.shape[1]                    # this worker's values per channel
     batch_stats = mean is None
-    if batch_stats and reduce is not None:
-        return _shared_batch_norm2d_forward(x, rows, weight, bias, eps, reduce)
+    shared = batch_stats and gather is not None
     if batch_stats:
-        if count < 2:
-            raise ValueError(f"batch_norm2d needs more than one value per channel to take "
-                             f"batch statistics, got {count}")
         mean, var = np.empty(c, x.dtype), np.empty(c, x.dtype)
     else:
         mean = _channel_vector(mean, c, x.dtype, "batch_norm2d mean")
         var = _channel_vector(var, c, x.dtype, "batch_norm2d var")
+    count = n
+    if not shared and batch_stats and count < 2:
+        raise ValueError(f"batch_norm2d needs more than one value per channel to take "
+                         f"batch statistics, got {count}")
     inv_std = np.empty(c, x.dtype)
     centred, out = np.empty_like(rows), np.empty_like(rows)
-    for k in _channel_blocks(rows):
+
+    def centre(k):
+        """x - mean; with batch statistics, first this worker's mean and variance."""
         if batch_stats:
-            mean[k] = rows[k].sum(axis=1) / x.dtype.type(count)
+            mean[k] = rows[k].sum(axis=1) / x.dtype.type(max(n, 1))
         np.subtract(rows[k], mean[k, None], out=centred[k])
         if batch_stats:
-            var[k] = np.einsum("cm,cm->c", centred[k], centred[k]) / x.dtype.type(count)
+            var[k] = np.einsum("cm,cm->c", centred[k], centred[k]) / x.dtype.type(max(n, 1))
+
+    def normalise(k):
+        if shared:  # centred again, on the whole batch's mean
+            np.subtract(rows[k], mean[k, None], out=centred[k])
         inv_std[k] = 1 / np.sqrt(var[k] + x.dtype.type(eps))
         # gamma · x_hat as one product with gamma / std: x_hat itself is never
         # stored, which saves a pass over the maps (the backward needs only sums).
         np.multiply(centred[k], (weight[k] * inv_std[k])[:, None], out=out[k])
         if bias is not None:
             out[k] += bias[k, None]
+
+    # One process: each block is centred and normalised while it is in the
+    # cache. Workers: every block's statistics first, then one allgather.
+    blocks = _channel_blocks(rows)
+    for k in blocks:
+        centre(k)
+        if not shared:
+            normalise(k)
+    if shared:
+        count = _combine_statistics(mean, var, n, gather)
+        for k in blocks:
+            normalise(k)
     return out.reshape(x.shape), BatchNormCache(centred.reshape(x.shape), inv_std, weight, mean,
                                                 var, count, batch_stats, bias is not None)
 
 
-def _shared_batch_norm2d_forward(x, rows, weight, bias, eps, reduce):
-    """:func:`batch_norm2d_forward` with the statistics of a batch shared among workers.
+def _combine_statistics(mean, var, n: int, gather) -> int:
+    """Turn this worker's per-channel ``mean`` and ``var`` (of its ``n``
+    values each) into the whole batch's, in place; return the batch's count.
 
-    The same mean and biased variance as one process would take of the
-    whole batch: first the sums of each channel (with the count M, so a
-    worker needs not know the others' shares), then the sums of squares
-    centred on the whole batch's mean, which keeps the variance as exact as
-    the one-process formula. ``rows`` is x as (C, M_local).
+    One allgather of every worker's (n, mean, n·var), then Chan, Golub and
+    LeVeque's pairwise rule on every worker alike: the batch's mean is the
+    workers' means weighted by n, and its sum of squares about that mean
+    is the workers' own sums plus n·(worker's mean - batch's mean)² each.
+    Nothing subtracts large sums of squares, so the variance stays as exact
+    as one process's even when the mean is far from zero.
     """
-    c, dtype = rows.shape[0], x.dtype
-    sums = np.empty(c + 1)
-    sums[:c], sums[c] = rows.sum(axis=1), rows.shape[1]
-    reduce(sums)
-    count = int(sums[c])
+    c = len(mean)
+    ours = np.concatenate([[n], mean, n * var.astype(np.float64)])
+    every = gather(ours)                                   # (workers, 1 + 2C)
+    counts, means, squares = every[:, :1], every[:, 1:c + 1], every[:, c + 1:]
+    count = int(counts.sum())
     if count < 2:
         raise ValueError(f"batch_norm2d needs more than one value per channel to take "
                          f"batch statistics, got {count}")
-    mean = (sums[:c] / count).astype(dtype)
-    centred = rows - mean[:, None]
-    squares = np.einsum("cm,cm->c", centred, centred).astype(np.float64)
-    reduce(squares)
-    var = (squares / count).astype(dtype)
-    inv_std = 1 / np.sqrt(var + dtype.type(eps))
-    out = centred * (weight * inv_std)[:, None]
-    if bias is not None:
-        out += bias[:, None]
-    return out.reshape(x.shape), BatchNormCache(centred.reshape(x.shape), inv_std, weight, mean,
-                                                var, count, True, bias is not None)
+    whole = (counts * means).sum(axis=0) / count
+    mean[:] = whole
+    var[:] = (squares + counts * (means - whole) ** 2).sum(axis=0) / count
+    return count
 
 
-def batch_norm2d_backward(grad_out, cache, reduce=None):
+def batch_norm2d_backward(grad_out, cache, gather=None):
     """Gradients of batch normalisation.
 
     Batch last, this module's layout: δ (C, H, W, N).
@@ -896,9 +910,10 @@ def batch_norm2d_backward(grad_out, cache, reduce=None):
     ``grad_x = gamma / sqrt(var + eps) · (g - Σg / M - x_hat · Σ(g·x_hat) / M)``;
     with fixed statistics only the first term remains.
 
-    ``reduce``: as :func:`batch_norm2d_forward` took it. The two sums in
-    grad_x are then the whole batch's, while grad_weight and grad_bias are
-    this worker's share, which the workers' gradient sum adds up.
+    ``gather``: as :func:`batch_norm2d_forward` took it. The two sums in
+    grad_x are then the whole batch's (one allgather, summed in the workers'
+    order), while grad_weight and grad_bias are this worker's share, which
+    the workers' gradient sum adds up.
 
     Returns:
         (grad_x (C, H, W, N), grad_weight (C,), grad_bias (C,) or None).
@@ -907,38 +922,34 @@ def batch_norm2d_backward(grad_out, cache, reduce=None):
     grad_out = check_grad(grad_out, shape, cache.centred.dtype, "batch_norm2d")
     g = grad_out.reshape(shape[0], -1)               # (C, M), as in the forward
     centred = cache.centred.reshape(shape[0], -1)
-    if reduce is not None and cache.batch_stats:
-        return _shared_batch_norm2d_backward(shape, g, centred, cache, reduce)
+    shared = gather is not None and cache.batch_stats
     grad_bias, grad_weight = np.empty_like(cache.inv_std), np.empty_like(cache.inv_std)
+    sum_g, sum_g_hat = grad_bias, grad_weight        # the whole batch's Σg and Σ g·x_hat
     scale = cache.weight * cache.inv_std
     m = cache.centred.dtype.type(cache.count)
     grad_x = np.empty_like(g)
-    for k in _channel_blocks(g):
+
+    def sums(k):
         grad_bias[k] = g[k].sum(axis=1)
-        grad_weight[k] = np.einsum("cm,cm->c", g[k], centred[k]) * cache.inv_std[k]  # Σ g·x_hat
+        grad_weight[k] = np.einsum("cm,cm->c", g[k], centred[k]) * cache.inv_std[k]
+
+    def input_gradient(k):
         np.multiply(g[k], scale[k, None], out=grad_x[k])
         if cache.batch_stats:
-            grad_x[k] -= centred[k] * (scale[k] * cache.inv_std[k] * grad_weight[k] / m)[:, None]
-            grad_x[k] -= (scale[k] * grad_bias[k] / m)[:, None]
+            grad_x[k] -= centred[k] * (scale[k] * cache.inv_std[k] * sum_g_hat[k] / m)[:, None]
+            grad_x[k] -= (scale[k] * sum_g[k] / m)[:, None]
+
+    blocks = _channel_blocks(g)
+    for k in blocks:
+        sums(k)
+        if not shared:
+            input_gradient(k)
+    if shared:
+        every = gather(np.concatenate([grad_bias, grad_weight]).astype(np.float64))
+        sum_g, sum_g_hat = np.split(every.sum(axis=0).astype(g.dtype), 2)
+        for k in blocks:
+            input_gradient(k)
     return grad_x.reshape(shape), grad_weight, grad_bias if cache.has_bias else None
-
-
-def _shared_batch_norm2d_backward(shape, g, centred, cache, reduce):
-    """:func:`batch_norm2d_backward` for a batch shared among workers; g and
-    centred are this worker's (C, M_local)."""
-    c, dtype = g.shape[0], g.dtype
-    grad_bias = g.sum(axis=1)
-    grad_centred = np.einsum("cm,cm->c", g, centred)  # Σ g·(x - mean), this worker's
-    sums = np.concatenate([grad_bias, grad_centred]).astype(np.float64)
-    reduce(sums)
-    total_bias, total_weight = sums[:c].astype(dtype), (sums[c:] * cache.inv_std).astype(dtype)
-    scale = cache.weight * cache.inv_std
-    m = dtype.type(cache.count)
-    grad_x = g * scale[:, None]
-    grad_x -= centred * (scale * cache.inv_std * total_weight / m)[:, None]
-    grad_x -= (scale * total_bias / m)[:, None]
-    return (grad_x.reshape(shape), grad_centred * cache.inv_std,
-            grad_bias if cache.has_bias else None)
 
 
 def dropout_forward(x, p, rng, columns=None):

@@ -624,9 +624,9 @@ class BatchNorm2d(Module):
 
     buffers = ("running_mean", "running_var")
     input_layout = "(N, C, H, W)"
-    #: None on one process; while workers share each batch, the function
-    #: that sums their statistics (set by :mod:`tinyconv.training.distributed`).
-    reduce = None
+    #: None on one process; while workers share each batch, the function that
+    #: gathers their statistics (set by :mod:`tinyconv.training.distributed`).
+    gather = None
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, *, dtype=np.float32):
         self.num_features = check_int(num_features, "num_features")
@@ -653,7 +653,7 @@ class BatchNorm2d(Module):
         maps = self._as_maps(as_float_array(x, f"{type(self).__name__} input"))
         if self.training:
             out, cache = F.batch_norm2d_forward(maps, self.weight.data, self.bias.data,
-                                                eps=self.eps, reduce=self.reduce)
+                                                eps=self.eps, gather=self.gather)
             unbiased = cache.var * (cache.count / (cache.count - 1))
             # Written into the arrays in place: state_dict hands out these arrays.
             self.running_mean[...] = ((1 - self.momentum) * self.running_mean
@@ -671,7 +671,7 @@ class BatchNorm2d(Module):
         cache, shape = self._saved(self._cache)
         grad_output = check_grad(grad_output, shape, cache.centred.dtype, type(self).__name__)
         grad_x, grad_weight, grad_bias = F.batch_norm2d_backward(
-            grad_output.reshape(cache.centred.shape), cache, self.reduce)
+            grad_output.reshape(cache.centred.shape), cache, self.gather)
         self._accumulate(grad_weight, grad_bias)
         return grad_x.reshape(shape) if input_grad else None
 

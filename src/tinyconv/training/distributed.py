@@ -12,19 +12,19 @@ global batch size and seed, up to rounding (float64 parameters agree to
 - each worker's δ of the loss is scaled by n_worker / N, so its gradients are
   its share of the mean over the whole batch, and ONE in-place Allreduce per
   step sums every parameter's gradient, held in one flat buffer
-  (:class:`DataParallel`); the same update then runs on every worker (one
-  more Allreduce, of two float64 numbers, sums the loss and the right
-  answers that the history reports);
-- batch normalisation takes the whole batch's statistics: an allreduce of the
-  per-channel sums, then of the sums of squares about the whole batch's mean,
-  forward, and of the two gradient sums backward
+  (:class:`DataParallel`), together with the loss and the right answers that
+  the history reports; the same update then runs on every worker;
+- batch normalisation takes the whole batch's statistics: one allgather of
+  each worker's per-channel counts, means and sums of squares forward,
+  combined exactly, and one of the two gradient sums backward
   (:func:`tinyconv.nn.functional.batch_norm2d_forward`);
 - dropout draws the mask for the whole batch and keeps the worker's columns,
   so every sample gets the mask one process would have drawn for it.
 
 A *world* is the set of workers: ``rank`` (0..size-1), ``size``, ``allreduce``
-(an in-place sum of a NumPy array over every worker), ``broadcast`` (rank 0's
-array into everyone's) and ``abort``. :class:`SingleProcess` is the world of
+(an in-place sum of a NumPy array over every worker), ``allgather`` (every
+worker's array, stacked), ``broadcast`` (rank 0's array into everyone's) and
+``abort``. :class:`SingleProcess` is the world of
 one, which needs nothing but NumPy; :class:`MPIWorld` runs over mpi4py, which
 is imported only when one is made (``pip install "tinyconv[mpi]"``).
 
@@ -88,6 +88,9 @@ class SingleProcess:
     def allreduce(self, array: np.ndarray) -> np.ndarray:
         return array
 
+    def allgather(self, array: np.ndarray) -> np.ndarray:
+        return array[None].copy()
+
     def broadcast(self, array: np.ndarray) -> np.ndarray:
         return array
 
@@ -108,6 +111,12 @@ class MPIWorld:
         """Sum the contiguous ``array`` over every worker, in place; return it."""
         self.comm.Allreduce(self._mpi.IN_PLACE, array, op=self._mpi.SUM)
         return array
+
+    def allgather(self, array: np.ndarray) -> np.ndarray:
+        """Every worker's contiguous ``array``, as (size, *array.shape), in rank order."""
+        every = np.empty((self.size, *array.shape), array.dtype)
+        self.comm.Allgather(array, every)
+        return every
 
     def broadcast(self, array: np.ndarray) -> np.ndarray:
         """Overwrite the contiguous ``array`` with rank 0's, in place; return it."""
@@ -186,11 +195,13 @@ class DataParallel:
     """One model trained by every worker of ``world`` on its share of each batch.
 
     Creating it moves every parameter's ``.grad`` into one flat buffer
-    ``gradients`` (each ``.grad`` becomes a view of its stretch), so that a
-    step sums all gradients with a single Allreduce. Inside ``with`` the
-    batch-norm layers sum their statistics over the workers; :meth:`step`
-    also tells the dropout layers which columns of the batch are this
-    worker's. Every parameter must have the same dtype.
+    (each ``.grad`` becomes a view of its stretch, ``gradients`` is the
+    whole), with two more numbers after them, the step's loss sum and right
+    answers, so that a step sums all of it with a single Allreduce. Inside
+    ``with`` the batch-norm layers gather their statistics from every worker.
+    :func:`tinyconv.training.loop.train_step` calls :meth:`share` before
+    its forward pass and :meth:`sum_gradients` before its update. Every
+    parameter must have the same dtype.
     """
 
     def __init__(self, model: Module, world):
@@ -200,7 +211,9 @@ class DataParallel:
         if len(dtypes) != 1:
             raise ValueError(f"data-parallel training needs one dtype for every parameter, "
                              f"got {sorted(map(str, dtypes))}")
-        self.gradients = np.zeros(sum(p.size for p in self.parameters), dtypes.pop())
+        size = sum(p.size for p in self.parameters)
+        self._buffer = np.zeros(size + 2, dtypes.pop())
+        self.gradients = self._buffer[:size]
         offset = 0
         for p in self.parameters:
             view = self.gradients[offset:offset + p.size].reshape(p.shape)
@@ -212,48 +225,30 @@ class DataParallel:
 
     def __enter__(self) -> DataParallel:
         for norm in self._norms:
-            norm.reduce = self.world.allreduce
+            norm.gather = self.world.allgather
         return self
 
     def __exit__(self, *error) -> None:
         for layer in self._norms + self._dropouts:
-            vars(layer).pop("reduce", None)
+            vars(layer).pop("gather", None)
             vars(layer).pop("columns", None)
 
-    def step(self, criterion, optimizer, x, y, columns, diverged=None) -> tuple[float, int]:
-        """One training step of the whole batch; returns its (loss sum, correct count).
-
-        ``x`` (n, C, H, W) and ``y`` (n,) are this worker's share, columns
-        ``columns = (start, stop, total)`` of the whole batch of ``total``
-        (n may be 0). The loss sum and the number of right predictions are
-        the whole batch's, summed over the workers; when the loss is not
-        finite, every worker raises ``diverged("loss", mean loss)`` before
-        any weight changes.
-        """
-        if any(p.grad.base is not self.gradients for p in self.parameters):
+    def share(self, columns: tuple[int, int, int]) -> None:
+        """Say that this worker's images are ``columns = (start, stop, total)``
+        of a batch of ``total``: dropout then keeps those columns of the
+        whole batch's mask."""
+        if any(p.grad.base is not self._buffer for p in self.parameters):
             raise RuntimeError("a parameter's .grad was replaced; data-parallel training "
                                "needs them to stay views of DataParallel.gradients")
-        start, stop, total = columns
         for layer in self._dropouts:
             layer.columns = columns
-        optimizer.zero_grad()
-        logits = self.model.forward(x)
-        n = stop - start
-        if n:
-            loss = criterion.forward(logits, y)
-            # The loss's δ is the mean over this worker's n images; scaled by
-            # n / total it is this worker's share of the whole batch's mean.
-            delta = criterion.backward() * logits.dtype.type(n / total)
-        else:
-            loss, delta = 0.0, np.zeros_like(logits)
-        self.model.backward(delta, input_grad=False)
-        self.world.allreduce(self.gradients)
-        sums = np.array([loss * n, np.sum(logits.argmax(axis=1) == y)], dtype=np.float64)
-        self.world.allreduce(sums)
-        if diverged is not None and not np.isfinite(sums[0]):
-            raise diverged("loss", float(sums[0] / total))
-        optimizer.step()
-        return float(sums[0]), int(sums[1])
+
+    def sum_gradients(self, loss_sum: float, right: int) -> tuple[float, int]:
+        """Sum every gradient, and this worker's loss sum and right answers,
+        over the workers in one in-place Allreduce; return the two sums."""
+        self._buffer[-2:] = loss_sum, right
+        self.world.allreduce(self._buffer)
+        return float(self._buffer[-2]), int(round(float(self._buffer[-1])))
 
 
 # ---------------------------------------------------------------- launching

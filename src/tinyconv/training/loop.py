@@ -79,24 +79,48 @@ def _diverged(what: str, value: float, epoch: int, lr: float, checkpoint,
                             f"try a smaller learning rate than {lr:g}. {kept}")
 
 
-def train_step(model: Module, criterion, optimizer, x, y, diverged=None):
-    """One step of the tutorial's training on a batch; returns (loss, logits).
+def train_step(model: Module, criterion, optimizer, x, y, diverged=None, parallel=None,
+               columns=None) -> tuple[float, int]:
+    """One step of the tutorial's training on a batch; returns (loss, right answers).
 
     Forward pass, loss, backward pass (δ flows back, eq. 5.1-5.3, and every
     parameter gets its gradient), then the optimizer's update. ``x`` is
-    (N, C, H, W) float, ``y`` (N,) int; logits are (N, classes). When the loss
-    is not finite, ``diverged("loss", loss)`` makes the error raised before
-    any weight changes (None: no check).
+    (n, C, H, W) float, ``y`` (n,) int. The loss is the batch's mean, and
+    the right answers count the images whose largest logit is their label.
+    When the loss is not finite, ``diverged("loss", loss)`` makes the error
+    raised before any weight changes (None: no check).
+
+    With data-parallel workers, ``parallel`` is their
+    :class:`~tinyconv.training.distributed.DataParallel` and x, y are this
+    worker's ``columns = (start, stop, total)`` of a batch of ``total``
+    images (n may be 0); the gradients, the loss and the right answers are
+    then the whole batch's, and every worker makes the same update.
     """
+    n = len(y)
+    total = n if columns is None else columns[2]
     optimizer.zero_grad()
+    if parallel is not None:
+        parallel.share(columns)
     logits = model.forward(x)
-    loss = criterion.forward(logits, y)
+    if n:
+        loss = criterion.forward(logits, y)
+        delta = criterion.backward()
+        if n != total:
+            # The mean over this worker's n images, scaled by n / total, is
+            # its share of the whole batch's mean.
+            delta *= delta.dtype.type(n / total)
+    else:
+        loss, delta = 0.0, np.zeros_like(logits)
+    # The images' own δ is never used: skipping it saves a third of conv1's backward.
+    model.backward(delta, input_grad=False)
+    right = int(np.sum(logits.argmax(axis=1) == y))
+    if parallel is not None:
+        loss_sum, right = parallel.sum_gradients(loss * n, right)
+        loss = loss_sum / total
     if diverged is not None and not math.isfinite(loss):
         raise diverged("loss", loss)
-    # The images' own δ is never used: skipping it saves a third of conv1's backward.
-    model.backward(criterion.backward(), input_grad=False)
     optimizer.step()
-    return loss, logits
+    return loss, right
 
 
 def _train_epoch(model, data, *, batch_size, optimizer, normalization, augment, rng,
@@ -118,17 +142,12 @@ def _train_epoch(model, data, *, batch_size, optimizer, normalization, augment, 
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         for x, y in batches(data, batch_size, shuffle=True, rng=rng,
                             normalization=normalization, augment=augment, shard=shard):
-            if parallel is None:
-                loss, logits = train_step(model, criterion, optimizer, x, y, diverged)
-                n = len(y)
-                total_loss += loss * n
-                correct += int(np.sum(logits.argmax(axis=1) == y))
-            else:
-                n = min(batch_size, size - seen)  # the whole batch's images
-                columns = (*shard_bounds(n, *shard), n)
-                loss_sum, right = parallel.step(criterion, optimizer, x, y, columns, diverged)
-                total_loss += loss_sum
-                correct += right
+            n = len(y) if shard is None else min(batch_size, size - seen)  # the whole batch's
+            columns = None if shard is None else (*shard_bounds(n, *shard), n)
+            loss, right = train_step(model, criterion, optimizer, x, y, diverged,
+                                     parallel, columns)
+            total_loss += loss * n
+            correct += right
             seen += n
             if bar is not None:
                 bar.update(n, loss=total_loss / seen, acc=correct / seen)
