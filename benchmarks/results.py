@@ -62,6 +62,14 @@ def tables(runs: list[dict]) -> str:
     if epochs:
         lines.append(f"A lenet5 Fashion-MNIST epoch end to end: "
                      f"{_range([e['seconds'] for e in epochs], '.1f')} s.")
+    pairs = [run["worker_epochs"] for run in runs if "ratio" in run.get("worker_epochs", {})]
+    if pairs:
+        k = pairs[0]["workers"]
+        lines.append(f"A default Fashion-MNIST epoch (`{pairs[0]['command']}`, validation "
+                     f"included) with {k} workers takes {_spread([p['ratio'] for p in pairs])} "
+                     f"of one worker's time (each run's median of its pairs of epochs; one "
+                     f"worker {_range([s for p in pairs for s in p['one_worker_s']], '.1f')} s, "
+                     f"{k} workers {_range([s for p in pairs for s in p['workers_s']], '.1f')} s).")
     return "\n".join(lines)
 
 

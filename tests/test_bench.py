@@ -1,6 +1,7 @@
 """The benchmark runs and reports every figure it promises (no timing is asserted)."""
 
 import json
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -94,10 +95,41 @@ def test_results_tables_give_median_and_spread_of_the_runs(tmp_path, monkeypatch
     runs = []
     for k, ratio in enumerate((0.9, 1.2, 1.0)):
         run = {"machine": {"cpu": "test"}, "steps": [
-            {"name": "lenet5 training step", "batch": 64, "ratio": ratio}]}
+            {"name": "lenet5 training step", "batch": 64, "ratio": ratio}],
+            "worker_epochs": {"command": "tinyconv train", "workers": 2, "ratio": ratio / 2,
+                              "one_worker_s": [8.0 + k], "workers_s": [5.0]}}
         (tmp_path / f"b{k}.json").write_text(json.dumps(run))
         runs.append(str(tmp_path / f"b{k}.json"))
     assert results.main(runs) == 0
     text = page.read_text()
     assert text.startswith("# top\n") and text.endswith("\nbottom\n") and "old" not in text
     assert "| lenet5 training step | **1.00** (0.90-1.20) |" in text
+    assert ("with 2 workers takes **0.50** (0.45-0.60) of one worker's time" in text
+            and "one worker 8.0 to 10.0 s, 2 workers 5.0 s" in text)
+
+
+def test_worker_epochs_pair_the_runs_and_take_the_median_ratio(monkeypatch):
+    """Rounds alternate which run goes first; the ratio is the median of the pairs'."""
+    epochs = iter([8.0, 4.0, 6.0, 9.0, 10.0, 7.0])  # (1, 2), (2, 1), (1, 2)
+    order = []
+
+    def fake_train(command, **_):
+        workers, out = command[command.index("--workers") + 1], command[-1]
+        order.append(int(workers))
+        (Path(out) / "history.json").write_text(json.dumps([{"seconds": next(epochs)}]))
+        return subprocess.CompletedProcess(command, 0, "", "")
+
+    monkeypatch.setattr(bench.subprocess, "run", fake_train)
+    result = bench.worker_epochs(2, 3, None)
+    assert order == [1, 2, 2, 1, 1, 2]
+    assert result["one_worker_s"] == [8.0, 9.0, 10.0] and result["workers_s"] == [4.0, 6.0, 7.0]
+    assert result["ratios"] == [0.5, 6.0 / 9.0, 0.7] and result["ratio"] == 6.0 / 9.0
+
+
+def test_worker_epochs_report_a_failed_run(tmp_path):
+    """A run that fails (here: damaged data files) ends the benchmark with its line."""
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                 "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        (tmp_path / f"{name}.gz").write_bytes(b"not a dataset")
+    result = bench.worker_epochs(2, 1, str(tmp_path))
+    assert result["error"].startswith("tinyconv: error: ") and "not an IDX file" in result["error"]

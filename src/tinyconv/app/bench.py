@@ -20,6 +20,7 @@ PyTorch it prints tinyconv's figures alone and says so.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import platform
 import resource
@@ -29,6 +30,7 @@ import sys
 import tempfile
 import time
 from contextlib import nullcontext
+from pathlib import Path
 
 import numpy as np
 
@@ -38,7 +40,7 @@ from ..nn.layers import (AvgPool2d, BatchNorm2d, Conv2d, Dropout, Flatten, Ident
                      MaxPool2d, ReLU, Sequential, Sigmoid, Tanh)
 from ..nn.losses import CrossEntropyLoss
 from ..data.loader import shard_bounds
-from ..training.distributed import DataParallel
+from ..training.distributed import DataParallel, available_cores, mpi_available
 from ..training.loop import train_step
 from ..training.optim import SGD
 from ..models.presets import PRESETS
@@ -74,6 +76,9 @@ def _calibrate(fn, budget: float) -> int:
 #: processor cycles by default), so without this pause the next framework's
 #: first timed calls would share the cores with them.
 SETTLE_S = 0.2
+
+#: Pairs of default epochs (one worker, then every core) that ``--epoch`` times.
+EPOCH_ROUNDS = 3
 
 
 def time_interleaved(candidates: dict, rounds: int, budget: float) -> dict:
@@ -421,6 +426,36 @@ def lenet5_epoch(data_dir: str | None) -> dict:
             "command": "tinyconv " + " ".join(command)}
 
 
+def worker_epochs(workers: int, rounds: int, data_dir: str | None) -> dict:
+    """One Fashion-MNIST epoch of default through ``tinyconv train``, with one
+    worker and with ``workers``, in ``rounds`` alternating pairs.
+
+    Each figure is the epoch's own time as ``train`` reports it (training
+    and validation; not loading or the test); the ratio is the median of
+    the rounds' ratios (K workers' time / one worker's), each pair run back
+    to back, so that the machine's drift from minute to minute cancels.
+    """
+    command = ["train", "--arch", "default", "--epochs", "1"]
+    if data_dir:
+        command += ["--data-dir", data_dir]
+    seconds = {1: [], workers: []}
+    for r in range(rounds):
+        for k in (1, workers) if r % 2 == 0 else (workers, 1):
+            with tempfile.TemporaryDirectory() as out:
+                result = subprocess.run([sys.executable, "-m", "tinyconv", *command,
+                                         "--workers", str(k), "--out", out],
+                                        capture_output=True, text=True)
+                if result.returncode != 0:
+                    lines = result.stderr.strip().splitlines() or ["failed"]
+                    return {"error": lines[-1]}
+                history = json.loads((Path(out) / "history.json").read_text())
+            seconds[k].append(history[-1]["seconds"])
+    ratios = [many / one for many, one in zip(seconds[workers], seconds[1])]
+    return {"command": "tinyconv " + " ".join(command), "workers": workers,
+            "one_worker_s": seconds[1], "workers_s": seconds[workers],
+            "ratio": statistics.median(ratios), "ratios": ratios}
+
+
 # ----------------------------------------------------------------------------
 # Report
 # ----------------------------------------------------------------------------
@@ -542,4 +577,20 @@ def run(batches=(64, 256), rounds: int = 7, budget: float = 0.15, epoch: bool = 
             out(f"lenet5 Fashion-MNIST epoch end to end ({result['command']}): "
                 f"{result['seconds']:.1f} s, peak resident memory "
                 f"{result['peak_rss_mib']:.0f} MiB")
+        cores = available_cores()
+        if cores > 1 and mpi_available() is None:
+            result = worker_epochs(cores, EPOCH_ROUNDS, data_dir)
+            results["worker_epochs"] = result
+            if "error" in result:
+                out(f"default epochs with 1 and {cores} workers: failed: {result['error']}")
+            else:
+                out(f"default Fashion-MNIST epoch ({result['command']}), {EPOCH_ROUNDS} "
+                    f"pairs: 1 worker {_range_s(result['one_worker_s'])}, {cores} workers "
+                    f"{_range_s(result['workers_s'])}; {cores} workers / 1: median "
+                    f"{result['ratio']:.2f} ({min(result['ratios']):.2f}-"
+                    f"{max(result['ratios']):.2f})")
     return results
+
+
+def _range_s(seconds: list[float]) -> str:
+    return f"{min(seconds):.1f}-{max(seconds):.1f} s"

@@ -24,7 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--budget", type=float, default=0.15,
                         help="seconds of calls per candidate per round (default: 0.15)")
     parser.add_argument("--epoch", action="store_true",
-                        help="also time a whole Fashion-MNIST epoch of lenet5 end to end")
+                        help="also time a whole Fashion-MNIST epoch of lenet5 end to end, "
+                             "and epochs of default with one worker and with every core")
     parser.add_argument("--no-memory", action="store_true",
                         help="skip the peak-memory measurements")
     parser.add_argument("--data-dir", help="where Fashion-MNIST is, for --epoch")
