@@ -49,6 +49,22 @@ def tables(runs: list[dict]) -> str:
             lines.append(f"| {name} | " + " | ".join(
                 _spread(by_batch[b]) if b in by_batch else "" for b in batches) + " |")
         lines.append("")
+    workers = {}
+    for run in runs:
+        for row in run.get("steps", []):
+            if "one_process" in row:
+                key = (row["model"], row["batch"], row["workers"])
+                workers.setdefault(key, {"with": [], "without": []})
+                workers[key]["with"].append(1 / row["speedup"])
+                workers[key]["without"].append(row["shares_alone"]["median"]
+                                               / row["one_process"]["median"])
+    if workers:
+        lines += ["| training step: K workers' time / one process's (K BLAS threads) "
+                  "| with the sums | each worker on its share, no sums |", "|---|---|---|"]
+        for (model, batch, k), ratios in workers.items():
+            lines.append(f"| {model}, global batch {batch}, K = {k} | "
+                         f"{_spread(ratios['with'])} | {_spread(ratios['without'])} |")
+        lines.append("")
     speedups = [run["reference"]["speedup"] for run in runs if "reference" in run]
     if speedups:
         lines.append(f"The literal reference is {_range(speedups, ',.0f')} times slower than "

@@ -95,7 +95,10 @@ def test_results_tables_give_median_and_spread_of_the_runs(tmp_path, monkeypatch
     runs = []
     for k, ratio in enumerate((0.9, 1.2, 1.0)):
         run = {"machine": {"cpu": "test"}, "steps": [
-            {"name": "lenet5 training step", "batch": 64, "ratio": ratio}],
+            {"name": "lenet5 training step", "batch": 64, "ratio": ratio},
+            {"name": "default training step, 2 workers", "batch": 64, "ratio": ratio,
+             "model": "default", "workers": 2, "speedup": 1 / (0.6 + 0.1 * k),
+             "one_process": {"median": 0.010}, "shares_alone": {"median": 0.005}}],
             "worker_epochs": {"command": "tinyconv train", "workers": 2, "ratio": ratio / 2,
                               "one_worker_s": [8.0 + k], "workers_s": [5.0]}}
         (tmp_path / f"b{k}.json").write_text(json.dumps(run))
@@ -104,6 +107,7 @@ def test_results_tables_give_median_and_spread_of_the_runs(tmp_path, monkeypatch
     text = page.read_text()
     assert text.startswith("# top\n") and text.endswith("\nbottom\n") and "old" not in text
     assert "| lenet5 training step | **1.00** (0.90-1.20) |" in text
+    assert "| default, global batch 64, K = 2 | **0.70** (0.60-0.80) | **0.50** (0.50-0.50) |" in text
     assert ("with 2 workers takes **0.50** (0.45-0.60) of one worker's time" in text
             and "one worker 8.0 to 10.0 s, 2 workers 5.0 s" in text)
 

@@ -309,7 +309,10 @@ def test_bench_times_workers_against_pytorch_threads(torch, tmp_path):
     assert {(row["model"], row["batch"]) for row in results["steps"]} == {
         ("lenet5", 4), ("default", 4)}
     assert all(row["ratio"] > 0 for row in results["steps"])
-    assert "2 workers" in result.stdout
+    # One process with 2 BLAS threads and the shares without sums, timed in the same rounds.
+    assert all(row["speedup"] > 0 and row["one_process"]["rounds"] == 1
+               and row["shares_alone"]["median"] > 0 for row in results["steps"])
+    assert "2 workers" in result.stdout and "one process, 2 BLAS threads" in result.stdout
 
 
 @pytest.mark.slow

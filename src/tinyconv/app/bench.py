@@ -265,72 +265,120 @@ def _wait_for_all(world) -> None:
         time.sleep(0.005)
 
 
-def _worker_step(spec: str, batch: int, world):
-    """This worker's training step of ``spec`` on its share of a global batch,
-    and rank 0's PyTorch step of the whole batch (None on other ranks or
-    without PyTorch)."""
+def _blas_threads(k: int):
+    """A context in which NumPy's BLAS runs ``k`` threads, or None without threadpoolctl."""
+    if importlib.util.find_spec("threadpoolctl") is None:
+        return None
+    from threadpoolctl import threadpool_limits
+    return lambda: threadpool_limits(limits=k, user_api="blas")
+
+
+def _worker_candidates(spec: str, batch: int, world) -> tuple[dict, dict]:
+    """The training steps timed for one row: (every worker's, rank 0's alone).
+
+    Every worker runs ``"workers"``, its step on its share of the global
+    batch with the sums (what ``--workers K`` trains with), and ``"shares
+    alone"``, the same share without any sum: the floor that K busy cores
+    allow. Rank 0 alone, the others sleeping, runs ``"one process"``, the
+    whole batch with K BLAS threads (``--workers 1``; needs threadpoolctl),
+    and ``"pytorch"``, PyTorch's step with K threads (needs PyTorch).
+    """
     model, x, y, criterion, optimizer = step_setup(spec, batch)
     start, stop = shard_bounds(batch, world.rank, world.size)
     parallel = DataParallel(model, world) if world.size > 1 else None
     xs, ys = x[start:stop], y[start:stop]
 
     def step():
-        model.train()
         with parallel or nullcontext():
             train_step(model, criterion, optimizer, xs, ys, parallel=parallel,
                        columns=(start, stop, batch))
 
-    if world.rank != 0 or not torch_available():
-        return step, None
-    return step, _torch_training_step(build(spec, rng=0), x, y)[1]
+    def share_alone():
+        train_step(model, criterion, optimizer, xs, ys)
+
+    together, alone = {"workers": step, "shares alone": share_alone}, {}
+    if world.rank == 0:
+        one, x1, y1, criterion1, optimizer1 = step_setup(spec, batch)
+        alone["one process"] = lambda: train_step(one, criterion1, optimizer1, x1, y1)
+        if torch_available():
+            alone["pytorch"] = _torch_training_step(build(spec, rng=0), x, y)[1]
+    return together, alone
 
 
-def _time_workers(world, step, torch_step, rounds: int, budget: float) -> dict:
-    """Like :func:`time_interleaved` for two candidates: the K workers' step
-    (every rank runs it, rank 0 times it) and PyTorch's (rank 0 alone, the
-    others sleeping). The figures are rank 0's; others get an empty dict."""
-    step()
-    _wait_for_all(world)
-    start = time.perf_counter()
-    step()
-    reps = np.array([max(1, int(budget / max(time.perf_counter() - start, 1e-6)))])
-    reps = int(world.broadcast(reps)[0]) if world.size > 1 else int(reps[0])
-    torch_reps = _calibrate(torch_step, budget) if torch_step else 0
-    samples = {"tinyconv": [], "pytorch": []}
+def _time_workers(world, together: dict, alone: dict, contexts: dict, rounds: int,
+                  budget: float) -> dict:
+    """Like :func:`time_interleaved`, for the candidates of :func:`_worker_candidates`.
+
+    Every worker runs each of ``together`` at once (rank 0 times it); rank 0
+    runs each of ``alone`` while the others sleep, inside ``contexts[name]()``
+    when given. Each round runs every candidate, in an order that turns
+    round by round. The figures are rank 0's; others get an empty dict.
+    """
+    # Every worker must agree on the order: the other ranks know only how many
+    # candidates rank 0 times alone.
+    count = np.array([len(alone)])
+    count = int(world.broadcast(count)[0]) if world.size > 1 else len(alone)
+    slots = list(together) + [("alone", i) for i in range(count)]
+    alone_names = list(alone)
+    reps = {}
+    for slot in slots:
+        _wait_for_all(world)
+        if slot in together:
+            together[slot]()
+            _wait_for_all(world)
+            begin = time.perf_counter()
+            together[slot]()
+            n = np.array([max(1, int(budget / max(time.perf_counter() - begin, 1e-6)))])
+            reps[slot] = int(world.broadcast(n)[0]) if world.size > 1 else int(n[0])
+        elif world.rank == 0:
+            name = alone_names[slot[1]]
+            with contexts.get(name, nullcontext)():
+                reps[slot] = _calibrate(alone[name], budget)
+    samples = {slot: [] for slot in slots}
     for r in range(rounds):
-        for name in (("tinyconv", "pytorch") if r % 2 == 0 else ("pytorch", "tinyconv")):
+        shift = r % len(slots)
+        for slot in slots[shift:] + slots[:shift]:
             _wait_for_all(world)
             time.sleep(SETTLE_S)
-            if name == "tinyconv":
-                step()
-                samples[name].append(_seconds_per_call(step, reps))
-            elif torch_step is not None:
-                torch_step()
-                samples[name].append(_seconds_per_call(torch_step, torch_reps))
-    return {name: {"median": statistics.median(s), "min": min(s), "max": max(s),
-                   "rounds": rounds, "reps": reps if name == "tinyconv" else torch_reps}
-            for name, s in samples.items() if s and world.rank == 0}
+            if slot in together:
+                together[slot]()
+                samples[slot].append(_seconds_per_call(together[slot], reps[slot]))
+            elif world.rank == 0:
+                name = alone_names[slot[1]]
+                with contexts.get(name, nullcontext)():
+                    alone[name]()
+                    samples[slot].append(_seconds_per_call(alone[name], reps[slot]))
+    if world.rank != 0:
+        return {}
+    return {(slot if slot in together else alone_names[slot[1]]):
+            {"median": statistics.median(s), "min": min(s), "max": max(s), "rounds": rounds,
+             "reps": reps[slot]} for slot, s in samples.items()}
 
 
 def run_workers(world, batches=(64, 256), rounds: int = 7, budget: float = 0.15,
                 out=print) -> dict:
     """Training steps of lenet5 and default with ``world.size`` workers (one
-    thread each) against PyTorch with as many threads, same global batch.
+    thread each) against one process with as many BLAS threads, and against
+    PyTorch with as many threads, at the same global batch.
 
     Every worker of ``world`` calls this; rank 0 prints through ``out`` and
     returns the figures (the others return an empty dict).
     """
     k = world.size
+    contexts = {}
     if world.rank != 0:
         def out(*_):  # only rank 0 prints
             pass
-    elif torch_available():
-        # mpiexec binds each worker to one core; PyTorch's K threads, which run
-        # in worker 0, must have every core, or they would share one.
+    else:
+        # mpiexec binds each worker to one core; the K threads of one process,
+        # which run in worker 0, must have every core, or they would share one.
         if hasattr(os, "sched_setaffinity"):
             os.sched_setaffinity(0, range(os.cpu_count() or 1))
-        import torch
-        torch.set_num_threads(k)
+        if _blas_threads(k) is not None:
+            contexts["one process"] = _blas_threads(k)
+        if torch_available():
+            import torch
+            torch.set_num_threads(k)
     info = machine()
     info.update(workers=k, torch_threads=k if torch_available() else None)
     results = {"machine": info, "workers": k, "steps": [],
@@ -338,20 +386,37 @@ def run_workers(world, batches=(64, 256), rounds: int = 7, budget: float = 0.15,
     out("tinyconv benchmark with workers: " + ", ".join(f"{a} {b}" for a, b in info.items()))
     out(f"ratio = PyTorch ({k} threads) time / tinyconv ({k} workers, 1 thread each) time; "
         f"median (lowest-highest) of {rounds} interleaved rounds; float32")
+    if world.rank == 0 and "one process" not in contexts:
+        out("threadpoolctl is not installed: no figures for one process with "
+            f"{k} BLAS threads (pip install threadpoolctl)")
     header = f"{'':42} {'tinyconv':>26} {'pytorch':>26} {'ratio':>6}"
     for preset in ("lenet5", "default"):
         for batch in batches:
-            step, torch_step = _worker_step(PRESETS[preset].spec, batch, world)
-            figures = _time_workers(world, step, torch_step, rounds, budget)
+            together, alone = _worker_candidates(PRESETS[preset].spec, batch, world)
+            if "one process" not in contexts:
+                alone.pop("one process", None)
+            figures = _time_workers(world, together, alone, contexts, rounds, budget)
             if world.rank != 0:
                 continue
-            row = _row(f"{preset} training step, {k} workers", figures)
-            row.update(batch=batch, model=preset, kind="training step", workers=k)
-            results["steps"].append(row)
+            row = _row(f"{preset} training step, {k} workers",
+                       {"tinyconv": figures["workers"],
+                        **({"pytorch": figures["pytorch"]} if "pytorch" in figures else {})})
+            row.update(batch=batch, model=preset, kind="training step", workers=k,
+                       shares_alone=figures["shares alone"])
             out(f"\n{preset}, global batch {batch}\n{header}")
             out(f"{row['name'][:42]:42} {_format_rate(row['tinyconv'], batch):>26} "
                 + (f"{_format_rate(row['pytorch'], batch):>26} {row['ratio']:6.2f}"
                    if "pytorch" in row else ""))
+            out(f"{'  each worker on its share, no sums':42} "
+                f"{_format_rate(row['shares_alone'], batch):>26}")
+            if "one process" in figures:
+                row["one_process"] = figures["one process"]
+                row["speedup"] = figures["one process"]["median"] / row["tinyconv"]["median"]
+                out(f"{f'  one process, {k} BLAS threads':42} "
+                    f"{_format_rate(row['one_process'], batch):>26}")
+                out(f"  {k} workers take {1 / row['speedup']:.2f}x the time of one process; "
+                    f"without the sums {row['shares_alone']['median'] / row['one_process']['median']:.2f}x")
+            results["steps"].append(row)
     return results if world.rank == 0 else {}
 
 
