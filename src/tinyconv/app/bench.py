@@ -29,7 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -265,12 +265,23 @@ def _wait_for_all(world) -> None:
         time.sleep(0.005)
 
 
-def _blas_threads(k: int):
-    """A context in which NumPy's BLAS runs ``k`` threads, or None without threadpoolctl."""
-    if importlib.util.find_spec("threadpoolctl") is None:
-        return None
-    from threadpoolctl import threadpool_limits
-    return lambda: threadpool_limits(limits=k, user_api="blas")
+@contextmanager
+def _every_core(blas_threads: int | None = None):
+    """Let this process run on every core (mpiexec binds each worker to one),
+    with ``blas_threads`` BLAS threads if given; afterwards, as before."""
+    bound = os.sched_getaffinity(0) if hasattr(os, "sched_setaffinity") else None
+    if bound is not None:
+        os.sched_setaffinity(0, range(os.cpu_count() or 1))
+    try:
+        if blas_threads is None:
+            yield
+        else:
+            from threadpoolctl import threadpool_limits
+            with threadpool_limits(limits=blas_threads, user_api="blas"):
+                yield
+    finally:
+        if bound is not None:
+            os.sched_setaffinity(0, bound)
 
 
 def _worker_candidates(spec: str, batch: int, world) -> tuple[dict, dict]:
@@ -365,20 +376,21 @@ def run_workers(world, batches=(64, 256), rounds: int = 7, budget: float = 0.15,
     returns the figures (the others return an empty dict).
     """
     k = world.size
-    contexts = {}
+    # The K threads of one process, which run in worker 0 while the others
+    # sleep, must have every core, or they would share worker 0's.
+    contexts = {"pytorch": _every_core}
+    if importlib.util.find_spec("threadpoolctl") is not None:
+        contexts["one process"] = lambda: _every_core(blas_threads=k)
     if world.rank != 0:
         def out(*_):  # only rank 0 prints
             pass
-    else:
-        # mpiexec binds each worker to one core; the K threads of one process,
-        # which run in worker 0, must have every core, or they would share one.
-        if hasattr(os, "sched_setaffinity"):
-            os.sched_setaffinity(0, range(os.cpu_count() or 1))
-        if _blas_threads(k) is not None:
-            contexts["one process"] = _blas_threads(k)
-        if torch_available():
-            import torch
+    elif torch_available():
+        import torch
+        # Threads take the cores of the thread that starts them: PyTorch's
+        # start at its first parallel operation, which must run on every core.
+        with _every_core():
             torch.set_num_threads(k)
+            torch.ones(1 << 22).sum()
     info = machine()
     info.update(workers=k, torch_threads=k if torch_available() else None)
     results = {"machine": info, "workers": k, "steps": [],
