@@ -385,12 +385,11 @@ def run_workers(world, batches=(64, 256), rounds: int = 7, budget: float = 0.15,
         def out(*_):  # only rank 0 prints
             pass
     elif torch_available():
-        import torch
-        # Threads take the cores of the thread that starts them: PyTorch's
-        # start at its first parallel operation, which must run on every core.
+        # PyTorch's threads keep the cores that the process had when PyTorch
+        # loaded (bound to one, they ran at half speed): load it on every core.
         with _every_core():
+            import torch
             torch.set_num_threads(k)
-            torch.ones(1 << 22).sum()
     info = machine()
     info.update(workers=k, torch_threads=k if torch_available() else None)
     results = {"machine": info, "workers": k, "steps": [],
