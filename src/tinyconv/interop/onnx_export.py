@@ -45,8 +45,7 @@ from ..models.serialize import LoadedModel, load_model, model_path
 from ..nn.layers import (AvgPool2d, BatchNorm2d, Conv2d, Dropout, Flatten, Identity, Linear,
                          MaxPool2d, ReLU, Sequential, Sigmoid, Tanh)
 from .onnx_format import (BATCH, CLASSES_KEY, INPUT_KEY, INPUT_NAME, IR_VERSION, OPSET,
-                          OUTPUT_NAME, PREPARATION, SPEC_KEY, TINYCONV_KEY, require_onnx,
-                          write_output)
+                          OUTPUT_NAME, PREPARATION, SPEC_KEY, TINYCONV_KEY, require_onnx)
 
 __all__ = ["export_onnx", "to_onnx"]
 
@@ -96,7 +95,7 @@ def export_onnx(model, path, *, input_shape=None, classes=None, normalization=No
                     spec=spec, metadata=metadata)
     data = proto.SerializeToString()
     onnx.checker.check_model(data, full_check=True)
-    write_output(path, lambda target: atomic_write_bytes(target, data))
+    atomic_write_bytes(path, data)
     return proto
 
 

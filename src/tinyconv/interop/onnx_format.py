@@ -28,8 +28,7 @@ keys and values; Netron shows them as the model's properties) hold
 from __future__ import annotations
 
 __all__ = ["OPSET", "IR_VERSION", "INPUT_NAME", "OUTPUT_NAME", "BATCH", "PREPARATION",
-           "CLASSES_KEY", "INPUT_KEY", "SPEC_KEY", "TINYCONV_KEY", "require_onnx",
-           "write_output"]
+           "CLASSES_KEY", "INPUT_KEY", "SPEC_KEY", "TINYCONV_KEY", "require_onnx"]
 
 #: The opset of the default ("ai.onnx") domain that exported files import.
 OPSET = 17
@@ -53,17 +52,3 @@ def require_onnx():
         raise ImportError('reading and writing ONNX files needs the onnx package, which is '
                           'not installed: pip install "tinyconv[onnx]"') from None
     return onnx
-
-
-def write_output(path, write) -> None:
-    """Call ``write(path)``; an OSError from it names ``path`` instead of a temporary file.
-
-    The atomic writers of :mod:`tinyconv.fileio` write to a temporary file
-    beside ``path`` first, and a refused write names that file.
-    """
-    try:
-        write(path)
-    except OSError as error:
-        if error.strerror is None:  # already a sentence about path
-            raise
-        raise OSError(f"cannot write {path}: {error.strerror}") from None

@@ -59,8 +59,7 @@ from ..data.loader import Normalization
 from ..models.serialize import LoadedModel, save_model
 from ..models.spec import build, format_spec, parse
 from ..nn.layers import BatchNorm2d, Conv2d, Linear
-from .onnx_format import (CLASSES_KEY, INPUT_KEY, SPEC_KEY, TINYCONV_KEY, require_onnx,
-                          write_output)
+from .onnx_format import CLASSES_KEY, INPUT_KEY, SPEC_KEY, TINYCONV_KEY, require_onnx
 
 __all__ = ["OnnxImportError", "import_onnx", "SUPPORTED_OPS"]
 
@@ -131,8 +130,7 @@ def import_onnx(path, out=None, *, classes=None, mean=None, std=None) -> LoadedM
                          _normalization(mean, std, properties, reader.input_shape[0], path),
                          metadata)
     if out is not None:
-        write_output(out, lambda target: save_model(target, model, spec, loaded.classes,
-                                                     loaded.normalization, metadata))
+        save_model(out, model, spec, loaded.classes, loaded.normalization, metadata)
     return loaded
 
 
