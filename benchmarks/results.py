@@ -81,11 +81,12 @@ def tables(runs: list[dict]) -> str:
     pairs = [run["worker_epochs"] for run in runs if "ratio" in run.get("worker_epochs", {})]
     if pairs:
         k = pairs[0]["workers"]
+        one = [s for p in pairs for s in p["one_worker_s"]]
+        many = [s for p in pairs for s in p["workers_s"]]
         lines.append(f"A default Fashion-MNIST epoch (`{pairs[0]['command']}`, validation "
                      f"included) with {k} workers takes {_spread([p['ratio'] for p in pairs])} "
                      f"of one worker's time (each run's median of its pairs of epochs; one "
-                     f"worker {_range([s for p in pairs for s in p['one_worker_s']], '.1f')} s, "
-                     f"{k} workers {_range([s for p in pairs for s in p['workers_s']], '.1f')} s).")
+                     f"worker {_range(one, '.1f')} s, {k} workers {_range(many, '.1f')} s).")
     return "\n".join(lines)
 
 

@@ -107,7 +107,8 @@ def test_results_tables_give_median_and_spread_of_the_runs(tmp_path, monkeypatch
     text = page.read_text()
     assert text.startswith("# top\n") and text.endswith("\nbottom\n") and "old" not in text
     assert "| lenet5 training step | **1.00** (0.90-1.20) |" in text
-    assert "| default, global batch 64, K = 2 | **0.70** (0.60-0.80) | **0.50** (0.50-0.50) |" in text
+    assert ("| default, global batch 64, K = 2 | **0.70** (0.60-0.80) | **0.50** (0.50-0.50) |"
+            in text)
     assert ("with 2 workers takes **0.50** (0.45-0.60) of one worker's time" in text
             and "one worker 8.0 to 10.0 s, 2 workers 5.0 s" in text)
 

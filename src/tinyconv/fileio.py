@@ -57,8 +57,8 @@ def _atomic_write(path, write) -> None:
 def _not_saved(path: str, error: OSError) -> OSError:
     """``error`` retold for ``path``: ``OSError(errno, ...)`` keeps its kind (PermissionError...)."""
     reason = error.strerror or str(error) or type(error).__name__
-    exists = "the previous file is unchanged" if os.path.isfile(path) else "nothing was written"
-    return OSError(error.errno, f"could not save it: {reason} ({exists})", path)
+    kept = "the previous file is unchanged" if os.path.isfile(path) else "nothing was written"
+    return OSError(error.errno, f"could not save it: {reason} ({kept})", path)
 
 
 def _umask() -> int:

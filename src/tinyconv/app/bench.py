@@ -425,8 +425,9 @@ def run_workers(world, batches=(64, 256), rounds: int = 7, budget: float = 0.15,
                 row["speedup"] = figures["one process"]["median"] / row["tinyconv"]["median"]
                 out(f"{f'  one process, {k} BLAS threads':42} "
                     f"{_format_rate(row['one_process'], batch):>26}")
+                floor = row["shares_alone"]["median"] / row["one_process"]["median"]
                 out(f"  {k} workers take {1 / row['speedup']:.2f}x the time of one process; "
-                    f"without the sums {row['shares_alone']['median'] / row['one_process']['median']:.2f}x")
+                    f"without the sums {floor:.2f}x")
             results["steps"].append(row)
     return results if world.rank == 0 else {}
 
@@ -645,27 +646,24 @@ def run(batches=(64, 256), rounds: int = 7, budget: float = 0.15, epoch: bool = 
                 results["peak_memory_mib"][f"{preset}@{batch}"] = mib
                 out(f"peak resident memory, {preset} training at batch {batch}: {mib:.0f} MiB")
     if epoch:
-        result = lenet5_epoch(data_dir)
-        results["lenet5_epoch"] = result
-        if "error" in result:
-            out(f"lenet5 Fashion-MNIST epoch: failed: {result['error']}")
-        else:
-            out(f"lenet5 Fashion-MNIST epoch end to end ({result['command']}): "
-                f"{result['seconds']:.1f} s, peak resident memory "
-                f"{result['peak_rss_mib']:.0f} MiB")
+        _keep(results, "lenet5_epoch", lenet5_epoch(data_dir), out, "lenet5 Fashion-MNIST epoch",
+              lambda r: f"lenet5 Fashion-MNIST epoch end to end ({r['command']}): "
+                        f"{r['seconds']:.1f} s, peak resident memory {r['peak_rss_mib']:.0f} MiB")
         cores = available_cores()
         if cores > 1 and mpi_available() is None:
-            result = worker_epochs(cores, EPOCH_ROUNDS, data_dir)
-            results["worker_epochs"] = result
-            if "error" in result:
-                out(f"default epochs with 1 and {cores} workers: failed: {result['error']}")
-            else:
-                out(f"default Fashion-MNIST epoch ({result['command']}), {EPOCH_ROUNDS} "
-                    f"pairs: 1 worker {_range_s(result['one_worker_s'])}, {cores} workers "
-                    f"{_range_s(result['workers_s'])}; {cores} workers / 1: median "
-                    f"{result['ratio']:.2f} ({min(result['ratios']):.2f}-"
-                    f"{max(result['ratios']):.2f})")
+            _keep(results, "worker_epochs", worker_epochs(cores, EPOCH_ROUNDS, data_dir), out,
+                  f"default epochs with 1 and {cores} workers",
+                  lambda r: f"default Fashion-MNIST epoch ({r['command']}), {EPOCH_ROUNDS} pairs: "
+                            f"1 worker {_range_s(r['one_worker_s'])}, {cores} workers "
+                            f"{_range_s(r['workers_s'])}; {cores} workers / 1: median "
+                            f"{r['ratio']:.2f} ({min(r['ratios']):.2f}-{max(r['ratios']):.2f})")
     return results
+
+
+def _keep(results: dict, key: str, result: dict, out, what: str, line) -> None:
+    """Store ``result`` under ``key`` and print ``line(result)``, or that ``what`` failed."""
+    results[key] = result
+    out(f"{what}: failed: {result['error']}" if "error" in result else line(result))
 
 
 def _range_s(seconds: list[float]) -> str:

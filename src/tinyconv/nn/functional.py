@@ -859,19 +859,33 @@ def batch_norm2d_forward(x, weight, bias=None, mean=None, var=None, eps=1e-5, ga
         if bias is not None:
             out[k] += bias[k, None]
 
-    # One process: each block is centred and normalised while it is in the
-    # cache. Workers: every block's statistics first, then one allgather.
-    blocks = _channel_blocks(rows)
-    for k in blocks:
-        centre(k)
-        if not shared:
-            normalise(k)
-    if shared:
-        count = _combine_statistics(mean, var, n, gather)
-        for k in blocks:
-            normalise(k)
+    # Workers: one allgather between the passes makes the statistics the whole batch's.
+    combined = _by_blocks(rows, centre, normalise,
+                          (lambda: _combine_statistics(mean, var, n, gather)) if shared else None)
+    count = n if combined is None else combined
     return out.reshape(x.shape), BatchNormCache(centred.reshape(x.shape), inv_std, weight, mean,
                                                 var, count, batch_stats, bias is not None)
+
+
+def _by_blocks(rows, first, second, combine=None):
+    """Run ``first(k)`` and then ``second(k)`` on every block k of channels of ``rows``.
+
+    One process (``combine`` None): each block's second pass follows its
+    first while the block is still in the cache. Workers: every first
+    pass, then ``combine()`` (the collective that the second passes need),
+    then every second pass; returns what ``combine`` returned.
+    """
+    blocks = _channel_blocks(rows)
+    for k in blocks:
+        first(k)
+        if combine is None:
+            second(k)
+    if combine is None:
+        return None
+    combined = combine()
+    for k in blocks:
+        second(k)
+    return combined
 
 
 def _combine_statistics(mean, var, n: int, gather) -> int:
@@ -924,7 +938,9 @@ def batch_norm2d_backward(grad_out, cache, gather=None):
     centred = cache.centred.reshape(shape[0], -1)
     shared = gather is not None and cache.batch_stats
     grad_bias, grad_weight = np.empty_like(cache.inv_std), np.empty_like(cache.inv_std)
-    sum_g, sum_g_hat = grad_bias, grad_weight        # the whole batch's Σg and Σ g·x_hat
+    # The whole batch's Σg and Σ g·x_hat: on one process, this batch's own.
+    sum_g, sum_g_hat = ((np.empty_like(grad_bias), np.empty_like(grad_weight)) if shared
+                        else (grad_bias, grad_weight))
     scale = cache.weight * cache.inv_std
     m = cache.centred.dtype.type(cache.count)
     grad_x = np.empty_like(g)
@@ -939,16 +955,11 @@ def batch_norm2d_backward(grad_out, cache, gather=None):
             grad_x[k] -= centred[k] * (scale[k] * cache.inv_std[k] * sum_g_hat[k] / m)[:, None]
             grad_x[k] -= (scale[k] * sum_g[k] / m)[:, None]
 
-    blocks = _channel_blocks(g)
-    for k in blocks:
-        sums(k)
-        if not shared:
-            input_gradient(k)
-    if shared:
+    def combine():
         every = gather(np.concatenate([grad_bias, grad_weight]).astype(np.float64))
-        sum_g, sum_g_hat = np.split(every.sum(axis=0).astype(g.dtype), 2)
-        for k in blocks:
-            input_gradient(k)
+        sum_g[:], sum_g_hat[:] = np.split(every.sum(axis=0), 2)
+
+    _by_blocks(g, sums, input_gradient, combine if shared else None)
     return grad_x.reshape(shape), grad_weight, grad_bias if cache.has_bias else None
 
 
