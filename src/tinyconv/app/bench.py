@@ -14,7 +14,12 @@ layout: tinyconv batch last (C, H, W, N), PyTorch NCHW. Whole training steps
 and inference take NCHW images in both, conversions included.
 
 Run it as ``tinyconv bench`` or ``python benchmarks/bench.py``. Without
-PyTorch it prints tinyconv's figures alone and says so.
+PyTorch it prints tinyconv's figures alone and says so. ``--epoch`` adds
+whole epochs through ``tinyconv train``: lenet5's, and default's with one
+worker and with every core, in pairs (:func:`worker_epochs`).
+``tinyconv bench --workers K`` times training steps of K workers instead,
+against one process with K BLAS threads, the workers' shares without any
+sums, and PyTorch with K threads (:func:`run_workers`).
 """
 
 from __future__ import annotations
