@@ -138,3 +138,23 @@ def test_worker_epochs_report_a_failed_run(tmp_path):
         (tmp_path / f"{name}.gz").write_bytes(b"not a dataset")
     result = bench.worker_epochs(2, 1, str(tmp_path))
     assert result["error"].startswith("tinyconv: error: ") and "not an IDX file" in result["error"]
+
+
+def test_epoch_figures_are_kept_and_printed(monkeypatch, no_pause):
+    """--epoch's two measurements, faked here (each takes a minute), reach the
+    figures and the printout; a failed one is reported as failed."""
+    monkeypatch.setattr(bench, "lenet5_epoch", lambda data_dir: {"error": "no data"})
+    monkeypatch.setattr(bench, "available_cores", lambda: 2)
+    monkeypatch.setattr(bench, "mpi_available", lambda: None)
+    monkeypatch.setattr(bench, "worker_epochs", lambda k, rounds, data_dir: {
+        "command": "tinyconv train", "workers": k, "one_worker_s": [8.0, 9.0],
+        "workers_s": [5.0, 6.0], "ratio": 0.65, "ratios": [0.625, 0.667]})
+    monkeypatch.setattr(bench, "torch_available", lambda: False)
+    lines = []
+    results = bench.run(batches=(2,), rounds=1, budget=1e-4, memory=False, epoch=True,
+                        out=lines.append)
+    assert results["lenet5_epoch"] == {"error": "no data"}
+    assert results["worker_epochs"]["ratio"] == 0.65
+    assert "lenet5 Fashion-MNIST epoch: failed: no data" in lines
+    assert any("1 worker 8.0-9.0 s, 2 workers 5.0-6.0 s; 2 workers / 1: median 0.65 "
+               "(0.62-0.67)" in line for line in lines)
