@@ -834,10 +834,6 @@ def batch_norm2d_forward(x, weight, bias=None, mean=None, var=None, eps=1e-5, ga
     else:
         mean = _channel_vector(mean, c, x.dtype, "batch_norm2d mean")
         var = _channel_vector(var, c, x.dtype, "batch_norm2d var")
-    count = n
-    if not shared and batch_stats and count < 2:
-        raise ValueError(f"batch_norm2d needs more than one value per channel to take "
-                         f"batch statistics, got {count}")
     inv_std = np.empty(c, x.dtype)
     centred, out = np.empty_like(rows), np.empty_like(rows)
 
@@ -863,6 +859,9 @@ def batch_norm2d_forward(x, weight, bias=None, mean=None, var=None, eps=1e-5, ga
     combined = _by_blocks(rows, centre, normalise,
                           (lambda: _combine_statistics(mean, var, n, gather)) if shared else None)
     count = n if combined is None else combined
+    if batch_stats and count < 2:
+        raise ValueError(f"batch_norm2d needs more than one value per channel to take "
+                         f"batch statistics, got {count}")
     return out.reshape(x.shape), BatchNormCache(centred.reshape(x.shape), inv_std, weight, mean,
                                                 var, count, batch_stats, bias is not None)
 
@@ -904,12 +903,9 @@ def _combine_statistics(mean, var, n: int, gather) -> int:
     every = gather(ours)                                   # (workers, 1 + 2C)
     counts, means, squares = every[:, :1], every[:, 1:c + 1], every[:, c + 1:]
     count = int(counts.sum())
-    if count < 2:
-        raise ValueError(f"batch_norm2d needs more than one value per channel to take "
-                         f"batch statistics, got {count}")
-    whole = (counts * means).sum(axis=0) / count
+    whole = (counts * means).sum(axis=0) / max(count, 1)
     mean[:] = whole
-    var[:] = (squares + counts * (means - whole) ** 2).sum(axis=0) / count
+    var[:] = (squares + counts * (means - whole) ** 2).sum(axis=0) / max(count, 1)
     return count
 
 
