@@ -289,14 +289,14 @@ def _every_core(blas_threads: int | None = None):
             os.sched_setaffinity(0, bound)
 
 
-def _worker_candidates(spec: str, batch: int, world) -> tuple[dict, dict]:
+def _worker_candidates(spec: str, batch: int, world, one_process: bool) -> tuple[dict, dict]:
     """The training steps timed for one row: (every worker's, rank 0's alone).
 
     Every worker runs ``"workers"``, its step on its share of the global
     batch with the sums (what ``--workers K`` trains with), and ``"shares
     alone"``, the same share without any sum: the floor that K busy cores
     allow. Rank 0 alone, the others sleeping, runs ``"one process"``, the
-    whole batch with K BLAS threads (``--workers 1``; needs threadpoolctl),
+    whole batch with K BLAS threads (``--workers 1``; when ``one_process``),
     and ``"pytorch"``, PyTorch's step with K threads (needs PyTorch).
     """
     model, x, y, criterion, optimizer = step_setup(spec, batch)
@@ -313,11 +313,11 @@ def _worker_candidates(spec: str, batch: int, world) -> tuple[dict, dict]:
         train_step(model, criterion, optimizer, xs, ys)
 
     together, alone = {"workers": step, "shares alone": share_alone}, {}
-    if world.rank == 0:
+    if world.rank == 0 and one_process:
         one, x1, y1, criterion1, optimizer1 = step_setup(spec, batch)
         alone["one process"] = lambda: train_step(one, criterion1, optimizer1, x1, y1)
-        if torch_available():
-            alone["pytorch"] = _torch_training_step(build(spec, rng=0), x, y)[1]
+    if world.rank == 0 and torch_available():
+        alone["pytorch"] = _torch_training_step(build(spec, rng=0), x, y)[1]
     return together, alone
 
 
@@ -408,9 +408,8 @@ def run_workers(world, batches=(64, 256), rounds: int = 7, budget: float = 0.15,
     header = f"{'':42} {'tinyconv':>26} {'pytorch':>26} {'ratio':>6}"
     for preset in ("lenet5", "default"):
         for batch in batches:
-            together, alone = _worker_candidates(PRESETS[preset].spec, batch, world)
-            if "one process" not in contexts:
-                alone.pop("one process", None)
+            together, alone = _worker_candidates(PRESETS[preset].spec, batch, world,
+                                                 one_process="one process" in contexts)
             figures = _time_workers(world, together, alone, contexts, rounds, budget)
             if world.rank != 0:
                 continue
